@@ -1,0 +1,1 @@
+"""Alembic migrations for the store, run programmatically by `gs_engine.store.migrate`."""
