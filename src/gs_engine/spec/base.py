@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -55,3 +55,17 @@ StrictInt = Annotated[int, Strict()]
 NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
 PositiveInt = Annotated[int, Strict(), Field(ge=1)]
 Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
+
+
+def _text_list(value: Any) -> Any:
+    if isinstance(value, str):
+        raise invalid(
+            f"{value!r} is a single string, not a list",
+            "write a list, one argument per item, e.g. [python, app.py]",
+        )
+    if isinstance(value, list):
+        return [scalar_text(item) for item in value]
+    return value
+
+
+TextList = Annotated[list[str], BeforeValidator(_text_list)]

@@ -13,8 +13,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gs_engine.spec.base import NonNegativeInt, Port, SpecModel, invalid, invalid_many, scalar_text
+from gs_engine.spec.base import (
+    NonNegativeInt,
+    Port,
+    SpecModel,
+    TextList,
+    invalid,
+    invalid_many,
+    scalar_text,
+)
 from gs_engine.spec.names import dns_label_fix, dns_label_problem
+from gs_engine.spec.probe import Probe
 from gs_engine.spec.quantity import QuantityError, cpu_cores, memory_bytes, parse_quantity
 
 DEFAULT_REQUESTS = {"cpu": "200m", "memory": "500Mi"}
@@ -161,20 +170,6 @@ def _env_list(value: Any) -> Any:
     return value
 
 
-def _text_list(value: Any) -> Any:
-    if isinstance(value, str):
-        raise invalid(
-            f"{value!r} is a single string, not a list",
-            "write a list, one argument per item, e.g. [python, app.py]",
-        )
-    if isinstance(value, list):
-        return [scalar_text(item) for item in value]
-    return value
-
-
-TextList = Annotated[list[str], BeforeValidator(_text_list)]
-
-
 class ContainerSpec(SpecModel):
     name: str | None = None
     image: str | None = None
@@ -184,6 +179,7 @@ class ContainerSpec(SpecModel):
     working_dir: str | None = None
     ports: list[ContainerPort] = Field(default_factory=list)
     resources: ResourcesSpec = Field(default_factory=lambda: ResourcesSpec.model_validate({}))
+    readiness_probe: Probe | None = None  # as in Kubernetes; see ServiceSpec.effective_readiness_probe()
 
     @field_validator("resources", mode="before")
     @classmethod

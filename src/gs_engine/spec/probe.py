@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gs_engine.spec.base import Port, PositiveInt, SpecModel, invalid
-from gs_engine.spec.container import TextList
+from gs_engine.spec.base import Port, PositiveInt, SpecModel, TextList, invalid
 
 Seconds = Annotated[float, Field(ge=0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -45,9 +44,9 @@ class Probe(SpecModel):
     http_get: HttpGetAction | None = None
     tcp_socket: TcpSocketAction | None = None
     exec_: ExecAction | None = Field(default=None, alias="exec")
-    initial_delay_seconds: Seconds = 0
-    period_seconds: PositiveSeconds = 1
-    timeout_seconds: PositiveSeconds = 1
+    initial_delay_seconds: Seconds = 0.0
+    period_seconds: PositiveSeconds = 1.0
+    timeout_seconds: PositiveSeconds = 1.0
     success_threshold: PositiveInt = 1
     failure_threshold: PositiveInt = 3
 

@@ -92,7 +92,7 @@ def _builtin_fix(error: ErrorDetails, root: type[BaseModel]) -> tuple[str, str]:
         close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else "remove it or check the spelling"
         if known:
-            hint += f" Known fields here: {', '.join(known)}"
+            hint += f"; known fields here: {', '.join(known)}"
         return f"unknown field '{field}'", hint
     if kind == "missing":
         return f"'{field}' is required", f"add {field}"

@@ -173,6 +173,12 @@ class ServiceSpec(SpecModel):
             return self.route.path_prefix
         return f"/{self.namespace}/{self.name}"
 
+    def effective_readiness_probe(self) -> Probe | None:
+        """The probe that decides readiness: the service's own, else the first container's."""
+        if self.readiness_probe is not None:
+            return self.readiness_probe
+        return next((c.readiness_probe for c in self.containers if c.readiness_probe is not None), None)
+
     @property
     def key(self) -> str:
         """`namespace/name`, unique per engine."""
