@@ -1,0 +1,125 @@
+"""HTTP/1.1 bytes: header rules, problem responses and request ids. No I/O."""
+
+from __future__ import annotations
+
+import json
+import os
+from itertools import count
+
+# Hop-by-hop headers (RFC 9110 7.6.1), never forwarded as they are. Framing headers are
+# rebuilt by the gateway; Upgrade passes only on an upgrade.
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",  # re-added by the framing logic
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+
+REASONS: dict[int, bytes] = {
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+TITLES: dict[int, str] = {
+    400: "Bad request",
+    404: "No route",
+    405: "Method not allowed",
+    408: "Request timeout",
+    414: "Request line too long",
+    431: "Request headers too large",
+    501: "Not implemented",
+    502: "Bad gateway",
+    503: "No ready replica",
+    504: "Gateway timeout",
+}
+
+_TOKEN_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:+=/@")
+MAX_REQUEST_ID = 128
+
+
+def problem_body(status: int, detail: str, fix: str = "") -> bytes:
+    """An RFC 9457 problem document, encoded."""
+    doc: dict[str, object] = {
+        "type": f"https://gs-engine.dev/problems/gateway-{status}",
+        "title": TITLES.get(status, "Gateway error"),
+        "status": status,
+        "detail": detail,
+    }
+    if fix:
+        doc["fix"] = fix
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def problem_response(
+    status: int,
+    body: bytes,
+    request_id_header: bytes,
+    request_id: bytes,
+    *,
+    close: bool,
+    retry_after: bool = False,
+    head_only: bool = False,
+) -> bytes:
+    parts = [
+        b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error")),
+        b"content-type: application/problem+json\r\ncontent-length: %d\r\n" % len(body),
+        b"%s: %s\r\nvia: 1.1 gse\r\n" % (request_id_header, request_id),
+    ]
+    if retry_after:
+        parts.append(b"retry-after: 1\r\n")
+    if close:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head_only:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def sane_request_id(value: bytes) -> bool:
+    return 0 < len(value) <= MAX_REQUEST_ID and all(c in _TOKEN_CHARS for c in value)
+
+
+class RequestIds:
+    """Short unique ids: a per-process random prefix and a counter."""
+
+    __slots__ = ("_prefix", "_next")
+
+    def __init__(self, prefix: bytes | None = None) -> None:
+        self._prefix = prefix if prefix is not None else os.urandom(4).hex().encode()
+        self._next = count(1).__next__
+
+    def new(self) -> bytes:
+        return b"%s-%x" % (self._prefix, self._next())
+
+
+def connection_tokens(values: list[bytes]) -> set[bytes]:
+    """The lower-cased options named in Connection headers."""
+    out: set[bytes] = set()
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                out.add(token)
+    return out
+
+
+def is_chunked_final(values: list[bytes]) -> bool:
+    """True when Transfer-Encoding is exactly `chunked` (the only coding this gateway frames)."""
+    codings = [c.strip().lower() for v in values for c in v.split(b",")]
+    return codings == [b"chunked"]

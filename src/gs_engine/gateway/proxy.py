@@ -1,0 +1,980 @@
+"""The request path: one asyncio Protocol per client connection, one Exchange per request.
+
+A client connection parses requests with httptools and queues one Exchange per request;
+only the head of the queue talks to a replica, so pipelined requests are answered in order.
+Bodies stream both ways through transport writes, with reading paused on the other side
+whenever a write buffer fills. Everything here runs on the event loop and keeps its counts
+in plain ints; nothing on this path logs, allocates a task (except to open a new upstream
+connection) or looks anything up beyond dicts built ahead of time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import cast
+
+import httptools
+
+from gs_engine.gateway.balancer import Balancer
+from gs_engine.gateway.http1 import (
+    HOP_BY_HOP,
+    RequestIds,
+    connection_tokens,
+    is_chunked_final,
+    problem_body,
+    problem_response,
+    sane_request_id,
+)
+from gs_engine.gateway.routes import CompiledRoute, RouteTable
+from gs_engine.gateway.stats import RouteCounters
+from gs_engine.gateway.upstream import WRITE_HIGH_WATER, WRITE_LOW_WATER, EndpointPool, UpstreamConnection
+
+REPLAY_LIMIT = 64 * 1024  # request bytes kept to retry a stale keep-alive connection
+PENDING_LIMIT = 256 * 1024  # request bytes buffered before reading from the client pauses
+
+# why reading from a client is paused (bit flags)
+_UPSTREAM_FULL = 1
+_PENDING_FULL = 2
+
+# how a response body is framed towards the client
+_NO_BODY = 0
+_RAW = 1  # Content-Length from upstream, bytes copied as they are
+_CHUNK = 2  # re-framed as chunked
+_CLOSE = 3  # close-delimited (HTTP/1.0 client), connection closed at the end
+_TUNNEL = 4  # after 101 Switching Protocols
+
+
+class _Reject(Exception):
+    """Raised inside a parser callback to stop parsing with a given status."""
+
+
+class RouteRuntime:
+    """A compiled route plus what the proxy needs at request time, built by `set_routes`."""
+
+    __slots__ = (
+        "route",
+        "name",
+        "service",
+        "counters",
+        "pools",
+        "ids",
+        "connect_timeout",
+        "response_timeout",
+        "idle_timeout",
+    )
+
+    def __init__(
+        self, route: CompiledRoute, counters: RouteCounters, pools: tuple[EndpointPool, ...]
+    ) -> None:
+        cfg = route.config
+        self.route = route
+        self.name = cfg.name
+        self.service = f"{cfg.namespace}/{cfg.service}"
+        self.counters = counters
+        self.pools = pools
+        self.ids = tuple(p.endpoint.id for p in pools)
+        self.connect_timeout = cfg.connect_timeout
+        self.response_timeout = cfg.response_timeout
+        self.idle_timeout = cfg.idle_timeout
+
+
+class ProxyState:
+    """What every connection shares: the current table, pools, balancer and counters."""
+
+    __slots__ = (
+        "table",
+        "runtimes",
+        "balancer",
+        "pools",
+        "ids",
+        "rid_header",
+        "max_url",
+        "max_header_bytes",
+        "unmatched",
+        "upstream_errors",
+        "clients",
+        "loop",
+    )
+
+    def __init__(
+        self,
+        *,
+        request_id_header: str,
+        max_url: int,
+        max_header_bytes: int,
+        random: Callable[[], float] | None = None,
+    ) -> None:
+        self.table = RouteTable.build(())
+        self.runtimes: list[RouteRuntime] = []
+        self.balancer = Balancer(random)
+        self.pools: dict[str, EndpointPool] = {}
+        self.ids = RequestIds()
+        self.rid_header = request_id_header.lower().encode("ascii")
+        self.max_url = max_url
+        self.max_header_bytes = max_header_bytes
+        self.unmatched = RouteCounters("-")
+        self.upstream_errors = 0
+        self.clients: set[ClientConnection] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "state",
+        "loop",
+        "transport",
+        "parser",
+        "peer",
+        "queue",
+        "cur",
+        "url",
+        "headers",
+        "header_bytes",
+        "reject",
+        "read_paused",
+        "write_paused",
+        "pending_bytes",
+        "closed",
+        "eof",
+        "broken",
+        "advancing",
+        "last_active",
+        "tunnel",
+    )
+
+    def __init__(self, state: ProxyState, loop: asyncio.AbstractEventLoop) -> None:
+        self.state = state
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = b""
+        self.queue: deque[Exchange] = deque()
+        self.cur: Exchange | None = None
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.reject: tuple[int, str] | None = None
+        self.read_paused = 0
+        self.write_paused = False
+        self.pending_bytes = 0
+        self.closed = False
+        self.eof = False
+        self.broken = False  # a malformed request was seen: parse nothing more
+        self.advancing = False
+        self.last_active = loop.time()
+        self.tunnel: Exchange | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0]).encode("ascii", "replace")
+        self.state.clients.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.tunnel_from_client(data)
+            return
+        if self.broken:
+            return
+        self.last_active = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = int(exc.args[0]) if exc.args else len(data)
+            self._upgraded(data[offset:])
+        except httptools.HttpParserError as exc:
+            self._malformed(exc)
+        self._advance()
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.queue or self.tunnel is not None:
+            return True  # keep the write side open to answer what was asked
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.clients.discard(self)
+        queue = self.queue
+        while queue:
+            queue.popleft().abort_client_gone()
+        if self.cur is not None:
+            self.cur.abort_client_gone()
+            self.cur = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.queue:
+            up = self.queue[0].up
+            if up is not None and up.transport is not None:
+                up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.queue:
+            up = self.queue[0].up
+            if up is not None and up.transport is not None:
+                up.transport.resume_reading()
+
+    # -- flow control helpers ----------------------------------------------------------------
+    def pause_reading(self, why: int) -> None:
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.read_paused |= why
+
+    def resume_reading(self, why: int) -> None:
+        if not self.read_paused & why:
+            return
+        self.read_paused &= ~why
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def add_pending(self, n: int) -> None:
+        self.pending_bytes += n
+        if self.pending_bytes > PENDING_LIMIT:
+            self.pause_reading(_PENDING_FULL)
+        elif n < 0 and self.pending_bytes <= PENDING_LIMIT // 2:
+            self.resume_reading(_PENDING_FULL)
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.state.clients.discard(self)
+            self.transport.close()
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.state.max_url:
+            self.reject = (414, f"the request target is longer than {self.state.max_url} bytes")
+            raise _Reject
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.state.max_header_bytes:
+            self.reject = (431, f"the request headers exceed {self.state.max_header_bytes} bytes")
+            raise _Reject
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = _build_exchange(self)
+        self.cur = ex
+        self.queue.append(ex)
+
+    def on_body(self, body: bytes) -> None:
+        if self.cur is not None:
+            self.cur.on_request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.cur
+        self.cur = None
+        if ex is not None:
+            ex.on_request_complete()
+
+    # -- queue ------------------------------------------------------------------------------
+    def _advance(self) -> None:
+        if self.advancing:
+            return
+        self.advancing = True
+        try:
+            queue = self.queue
+            while queue and not self.closed:
+                head = queue[0]
+                if head.started:
+                    break
+                head.start()
+        finally:
+            self.advancing = False
+
+    def finish(self, ex: Exchange) -> None:
+        """Called once an exchange has both read its request and written its response."""
+        if self.queue and self.queue[0] is ex:
+            self.queue.popleft()
+        self.last_active = self.loop.time()
+        if ex.close_after or (self.eof and not self.queue):
+            self.close()
+            return
+        self._advance()
+
+    def _malformed(self, exc: Exception) -> None:
+        status, detail = self.reject or (400, f"malformed HTTP request: {exc}")
+        self.broken = True
+        self.pause_reading(_PENDING_FULL)
+        ex = self.cur
+        self.cur = None
+        if ex is not None and not ex.request_done:
+            if ex.started:
+                ex.fail_request(status, detail)
+                return
+            try:
+                self.queue.remove(ex)
+            except ValueError:
+                pass
+            ex.abort_client_gone()
+        err = Exchange(self, None, b"GET", False, True, self.state.ids.new())
+        err.set_local(status, detail)
+        err.close_after = True
+        err.request_done = True
+        self.queue.append(err)
+
+    def _upgraded(self, rest: bytes) -> None:
+        ex = self.queue[-1] if self.queue else None
+        self.broken = True  # no more HTTP/1 on this connection from the client side
+        if ex is None:
+            self.close()
+            return
+        self.cur = None
+        if ex.method == b"CONNECT":
+            ex.set_local(405, "CONNECT is not supported by this gateway")
+        ex.close_after = True
+        ex.client_tunnel_data = [rest] if rest else []
+        if not ex.request_done:
+            ex.on_request_complete()
+
+
+def _build_exchange(conn: ClientConnection) -> Exchange:
+    """Turn the parsed request head into an Exchange: validate, route, build the upstream head."""
+    state = conn.state
+    parser = conn.parser
+    method = parser.get_method()
+    http11 = parser.get_http_version() == "1.1"
+    keep_alive = parser.should_keep_alive()
+    rid_header = state.rid_header
+    host: bytes | None = None
+    content_length: bytes | None = None
+    te: list[bytes] = []
+    conn_values: list[bytes] = []
+    xff: bytes | None = None
+    via: bytes | None = None
+    rid: bytes | None = None
+    upgrade: bytes | None = None
+    bad = ""
+    fwd: list[tuple[bytes, bytes, bytes]] = []
+    for name, value in conn.headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"content-length":
+                value = value.strip()
+                if content_length is not None and content_length != value:
+                    bad = "the request has differing Content-Length headers"
+                content_length = value
+            elif lname == b"transfer-encoding":
+                te.append(value)
+            elif lname == b"connection":
+                conn_values.append(value)
+            elif lname == b"upgrade":
+                upgrade = value
+            continue
+        if lname == b"host":
+            if host is not None:
+                bad = "the request has more than one Host header"
+            host = value.strip()
+        elif lname == b"x-forwarded-for":
+            xff = value if xff is None else xff + b", " + value
+            continue
+        elif lname == b"via":
+            via = value if via is None else via + b", " + value
+            continue
+        elif lname == rid_header:
+            rid = value.strip()
+            continue
+        elif lname == b"x-forwarded-proto" or lname == b"x-forwarded-host":
+            continue
+        fwd.append((name, value, lname))
+
+    if rid is None or not sane_request_id(rid):
+        rid = state.ids.new()
+    head_only = method == b"HEAD"
+    ex = Exchange(conn, None, method, head_only, http11, rid)
+    ex.keep_alive = keep_alive
+
+    if not bad:
+        if te and content_length is not None:
+            bad = "the request has both Content-Length and Transfer-Encoding"
+        elif te and not is_chunked_final(te):
+            bad = "Transfer-Encoding must be exactly 'chunked'"
+        elif content_length is not None and not content_length.isdigit():
+            bad = "Content-Length is not a number"
+        elif http11 and host is None:
+            bad = "an HTTP/1.1 request needs a Host header"
+    if bad:
+        ex.set_local(400, bad)
+        ex.close_after = True
+        conn.broken = True
+        return ex
+
+    target = conn.url
+    if target[:1] != b"/":
+        lower = target[:8].lower()
+        if lower.startswith(b"http://") or lower.startswith(b"https://"):
+            rest = target.split(b"//", 1)[1]
+            slash = rest.find(b"/")
+            authority, target = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+            host = authority
+        elif method == b"CONNECT":
+            ex.set_local(405, "CONNECT is not supported by this gateway")
+            ex.close_after = True
+            return ex
+    matched = state.table.match(host, target)
+    if matched is None:
+        path = target.split(b"?", 1)[0].decode("latin-1")[:200]
+        ex.set_local(404, f"no route for path {path!r}")
+        return ex
+    route, upstream_target = matched
+    rt = state.runtimes[route.index]
+    ex.rt = rt
+    if not rt.pools:
+        ex.set_local(503, f"service {rt.service} has no ready replica", retry_after=True)
+        return ex
+
+    tokens = connection_tokens(conn_values) if conn_values else None
+    if tokens:
+        tokens -= {b"close", b"keep-alive", b"upgrade"}
+    lines = [b"%s %s HTTP/1.1\r\n" % (method, upstream_target)]
+    append = lines.append
+    for name, value, lname in fwd:
+        if tokens and lname in tokens:
+            continue
+        append(b"%s: %s\r\n" % (name, value))
+    peer = conn.peer
+    append(b"x-forwarded-for: %s\r\n" % (xff + b", " + peer if xff else peer))
+    if host is not None:
+        append(b"x-forwarded-host: %s\r\n" % host)
+    append(b"x-forwarded-proto: http\r\nvia: %s\r\n" % (via + b", 1.1 gse" if via else b"1.1 gse"))
+    append(b"%s: %s\r\n" % (rid_header, rid))
+    if te:
+        ex.chunked = True
+        append(b"transfer-encoding: chunked\r\n")
+    elif content_length is not None:
+        append(b"content-length: %s\r\n" % content_length)
+    if upgrade is not None and parser.should_upgrade():
+        ex.upgrade = True
+        append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
+    append(b"\r\n")
+    ex.head = b"".join(lines)
+    return ex
+
+
+class Exchange:
+    """One request/response through the gateway."""
+
+    __slots__ = (
+        "conn",
+        "rt",
+        "method",
+        "head_only",
+        "http11",
+        "rid",
+        "keep_alive",
+        "close_after",
+        "head",
+        "chunked",
+        "upgrade",
+        "local_status",
+        "local_detail",
+        "retry_after",
+        "started",
+        "request_done",
+        "response_done",
+        "response_started",
+        "pool",
+        "up",
+        "up_ready",
+        "reused",
+        "retried",
+        "replay",
+        "replay_size",
+        "pending",
+        "pending_size",
+        "timer",
+        "mode",
+        "up_close_delimited",
+        "status",
+        "t0",
+        "counted",
+        "client_tunnel_data",
+    )
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        rt: RouteRuntime | None,
+        method: bytes,
+        head_only: bool,
+        http11: bool,
+        rid: bytes,
+    ) -> None:
+        self.conn = conn
+        self.rt = rt
+        self.method = method
+        self.head_only = head_only
+        self.http11 = http11
+        self.rid = rid
+        self.keep_alive = True
+        self.close_after = False
+        self.head = b""
+        self.chunked = False
+        self.upgrade = False
+        self.local_status = 0
+        self.local_detail = ""
+        self.retry_after = False
+        self.started = False
+        self.request_done = False
+        self.response_done = False
+        self.response_started = False
+        self.pool: EndpointPool | None = None
+        self.up: UpstreamConnection | None = None
+        self.up_ready = False
+        self.reused = False
+        self.retried = False
+        self.replay: list[bytes] | None = []
+        self.replay_size = 0
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.mode = _NO_BODY
+        self.up_close_delimited = False
+        self.status = 0
+        self.t0 = 0.0
+        self.counted = False
+        self.client_tunnel_data: list[bytes] | None = None
+
+    def set_local(self, status: int, detail: str, retry_after: bool = False) -> None:
+        self.local_status = status
+        self.local_detail = detail
+        self.retry_after = retry_after
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started = True
+        conn = self.conn
+        self.t0 = conn.loop.time()
+        counters = self.rt.counters if self.rt is not None else conn.state.unmatched
+        counters.inflight += 1
+        if self.local_status:
+            self._respond_local(self.local_status, self.local_detail)
+            return
+        rt = self.rt
+        assert rt is not None
+        state = conn.state
+        index = state.balancer.pick(rt.ids)
+        self._use_pool(rt.pools[index])
+        pool = self.pool
+        assert pool is not None
+        up = pool.take_idle(self.t0, rt.idle_timeout)
+        if up is not None:
+            self.reused = True
+            self._attach(up)
+        else:
+            self._connect()
+
+    def _use_pool(self, pool: EndpointPool) -> None:
+        self.pool = pool
+        self.conn.state.balancer.start(pool.endpoint.id)
+        pool.counters.requests_total += 1
+
+    def _release_pool(self) -> None:
+        pool = self.pool
+        if pool is not None:
+            self.pool = None
+            self.conn.state.balancer.finish(pool.endpoint.id)
+
+    def _connect(self) -> None:
+        assert self.pool is not None and self.rt is not None
+        self.reused = False
+        task = self.conn.loop.create_task(self.pool.connect(self.rt.connect_timeout))
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[UpstreamConnection]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._connect_failed()
+            return
+        up = task.result()
+        if self.conn.closed or self.response_done or self.pool is None:
+            # the client went away (or we answered already) while we were connecting
+            up.pool.release(up, self.conn.loop.time())
+            return
+        self._attach(up)
+
+    def _connect_failed(self) -> None:
+        rt = self.rt
+        assert rt is not None
+        state = self.conn.state
+        state.upstream_errors += 1
+        if self.pool is not None:
+            self.pool.counters.errors_total += 1
+        if not self.retried and len(rt.pools) > 1 and self.pool is not None:
+            # nothing reached the replica: try another one once
+            self.retried = True
+            failed = self.pool
+            self._release_pool()
+            others = tuple(i for i in rt.ids if i != failed.endpoint.id)
+            choice = state.balancer.pick(others)
+            self._use_pool(rt.pools[rt.ids.index(others[choice])])
+            self._connect()
+            return
+        self._release_pool()
+        self._respond_local(502, f"service {rt.service}: could not connect to a replica")
+
+    def _attach(self, up: UpstreamConnection) -> None:
+        self.up = up
+        self.up_ready = True
+        up.attach(self, self.head_only)
+        transport = up.transport
+        assert transport is not None
+        conn = self.conn
+        if conn.write_paused:
+            transport.pause_reading()
+        parts = [self.head]
+        if self.pending:
+            chunked = self.chunked
+            for data in self.pending:
+                if chunked:
+                    parts.append(b"%x\r\n" % len(data))
+                    parts.append(data)
+                    parts.append(b"\r\n")
+                else:
+                    parts.append(data)
+            conn.add_pending(-self.pending_size)
+            self.pending = []
+            self.pending_size = 0
+        if self.request_done:
+            if self.chunked:
+                parts.append(b"0\r\n\r\n")
+            self._arm_timer()
+        transport.writelines(parts)
+
+    def _arm_timer(self) -> None:
+        if self.timer is None and self.rt is not None and not self.upgrade:
+            self.timer = self.conn.loop.call_later(self.rt.response_timeout, self._timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        up = self.up
+        if self.response_started or self.response_done:
+            return
+        if up is not None and up.got_bytes:
+            return
+        self.up = None
+        if up is not None:
+            up.abort()
+        state = self.conn.state
+        state.upstream_errors += 1
+        if self.pool is not None:
+            self.pool.counters.errors_total += 1
+        self._release_pool()
+        assert self.rt is not None
+        self._respond_local(
+            504, f"service {self.rt.service} did not answer within {self.rt.response_timeout:g} s"
+        )
+
+    # -- request side ----------------------------------------------------------------------------
+    def on_request_body(self, data: bytes) -> None:
+        if self.local_status or self.response_done or not data:
+            return
+        replay = self.replay
+        if replay is not None:
+            self.replay_size += len(data)
+            if self.replay_size > REPLAY_LIMIT:
+                self.replay = None
+            else:
+                replay.append(data)
+        up = self.up
+        if up is not None and up.transport is not None:
+            if self.chunked:
+                up.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            else:
+                up.transport.write(data)
+        else:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            self.conn.add_pending(len(data))
+
+    def on_request_complete(self) -> None:
+        self.request_done = True
+        if self.response_done:
+            self.conn.finish(self)
+            return
+        up = self.up
+        if up is not None and up.transport is not None and not self.local_status:
+            if self.chunked:
+                up.transport.write(b"0\r\n\r\n")
+            self._arm_timer()
+
+    def fail_request(self, status: int, detail: str) -> None:
+        """The client's request turned out malformed after it was started: never let it complete."""
+        self.close_after = True
+        self.request_done = True
+        self._cancel_timer()
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.abort()
+        self._release_pool()
+        if self.response_started:
+            self._record(self.status)
+            if self.conn.transport is not None:
+                self.conn.closed = True
+                self.conn.transport.abort()
+            return
+        if not self.response_done:
+            self._respond_local(status, detail)
+        else:
+            self.conn.finish(self)
+
+    # -- response side ---------------------------------------------------------------------------
+    def on_upstream_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self._cancel_timer()
+        self.replay = None
+        conn = self.conn
+        if 100 <= status < 200 and status != 101:
+            if self.http11:
+                lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+                for name, value in headers:
+                    if name.lower() not in HOP_BY_HOP:
+                        lines.append(b"%s: %s\r\n" % (name, value))
+                lines.append(b"\r\n")
+                conn.write(b"".join(lines))
+            return
+        content_length: bytes | None = None
+        chunked = False
+        conn_values: list[bytes] | None = None
+        upgrade: bytes | None = None
+        rid_header = conn.state.rid_header
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        append = lines.append
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP:
+                if lname == b"content-length":
+                    content_length = value.strip()
+                elif lname == b"transfer-encoding":
+                    chunked = True
+                elif lname == b"connection":
+                    conn_values = [value] if conn_values is None else [*conn_values, value]
+                elif lname == b"upgrade":
+                    upgrade = value
+                continue
+            if lname == rid_header:
+                continue
+            append(b"%s: %s\r\n" % (name, value))
+        if conn_values:
+            tokens = connection_tokens(conn_values) - {b"close", b"keep-alive", b"upgrade"}
+            if tokens:
+                keep = [lines[0]]
+                for line in lines[1:]:
+                    if line.split(b":", 1)[0].lower() not in tokens:
+                        keep.append(line)
+                lines = keep
+                append = lines.append
+        if status == 101 and self.upgrade:
+            self.mode = _TUNNEL
+            append(b"connection: upgrade\r\n")
+            if upgrade is not None:
+                append(b"upgrade: %s\r\n" % upgrade)
+        elif self.head_only or status == 204 or status == 304:
+            self.mode = _NO_BODY
+            if content_length is not None:
+                append(b"content-length: %s\r\n" % content_length)
+        elif chunked or content_length is None:
+            self.up_close_delimited = not chunked
+            if self.http11:
+                self.mode = _CHUNK
+                append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.mode = _CLOSE
+                self.close_after = True
+        else:
+            self.mode = _RAW
+            append(b"content-length: %s\r\n" % content_length)
+        if self.upgrade and status != 101:
+            self.close_after = True  # the client side is past its HTTP/1 framing
+        if not self.keep_alive or conn.eof:
+            self.close_after = True
+        if self.mode != _TUNNEL:
+            if self.close_after:
+                append(b"connection: close\r\n")
+            elif not self.http11:
+                append(b"connection: keep-alive\r\n")
+        append(b"via: 1.1 gse\r\n%s: %s\r\n\r\n" % (rid_header, self.rid))
+        self.status = status
+        self.response_started = True
+        conn.write(b"".join(lines))
+
+    def on_upstream_body(self, data: bytes) -> None:
+        mode = self.mode
+        conn = self.conn
+        if mode == _CHUNK:
+            if data and conn.transport is not None and not conn.closed:
+                conn.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        elif mode != _NO_BODY:
+            conn.write(data)
+
+    def on_upstream_upgrade(self, rest: bytes) -> None:
+        conn = self.conn
+        if self.mode != _TUNNEL:
+            up = self.up
+            self.up = None
+            if up is not None:
+                up.abort()
+            self._release_pool()
+            if not self.response_started:
+                self._respond_local(502, "the replica switched protocols without being asked")
+            else:
+                self._record(self.status)
+                conn.close()
+            return
+        if rest:
+            conn.write(rest)
+        conn.tunnel = self
+        up = self.up
+        if up is not None and up.transport is not None and self.client_tunnel_data:
+            up.transport.writelines(self.client_tunnel_data)
+        self.client_tunnel_data = None
+        if conn.transport is not None and not conn.closed:
+            conn.broken = False
+            conn.resume_reading(_PENDING_FULL)
+
+    def tunnel_from_client(self, data: bytes) -> None:
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.write(data)
+
+    def on_upstream_complete(self, keep_alive: bool) -> None:
+        conn = self.conn
+        if self.mode == _CHUNK:
+            conn.write(b"0\r\n\r\n")
+        up = self.up
+        self.up = None
+        if up is not None:
+            if conn.write_paused and up.transport is not None:
+                up.transport.resume_reading()
+            conn.resume_reading(_UPSTREAM_FULL)
+            if keep_alive and self.request_done and not self.upgrade:
+                up.pool.release(up, conn.loop.time())
+            else:
+                up.pool.busy.discard(up)
+                up.close()
+        self._release_pool()
+        self.response_done = True
+        self._record(self.status)
+        if self.request_done:
+            conn.finish(self)
+
+    def on_upstream_lost(self, exc: Exception | None) -> None:
+        up = self.up
+        self.up = None
+        conn = self.conn
+        conn.resume_reading(_UPSTREAM_FULL)
+        if self.mode == _TUNNEL:
+            self._release_pool()
+            self._record(self.status)
+            conn.close()
+            return
+        if self.response_started:
+            if self.up_close_delimited and exc is None:
+                self.on_upstream_complete(False)
+                return
+            conn.state.upstream_errors += 1
+            if self.pool is not None:
+                self.pool.counters.errors_total += 1
+            self._release_pool()
+            self._record(self.status)
+            if conn.transport is not None:
+                conn.closed = True
+                conn.transport.abort()
+            return
+        self._cancel_timer()
+        if (
+            up is not None
+            and self.reused
+            and not self.retried
+            and self.replay is not None
+            and not up.got_bytes
+        ):
+            # a pooled keep-alive connection went stale: replay once on a fresh one
+            self.retried = True
+            self.pending = list(self.replay)
+            self.pending_size = sum(len(p) for p in self.pending)
+            conn.add_pending(self.pending_size)
+            self.up_ready = False
+            self._connect()
+            return
+        conn.state.upstream_errors += 1
+        if self.pool is not None:
+            self.pool.counters.errors_total += 1
+        self._release_pool()
+        assert self.rt is not None
+        self._respond_local(502, f"service {self.rt.service}: the replica closed the connection")
+
+    def on_upstream_pause_writing(self) -> None:
+        self.conn.pause_reading(_UPSTREAM_FULL)
+
+    def on_upstream_resume_writing(self) -> None:
+        self.conn.resume_reading(_UPSTREAM_FULL)
+
+    # -- endings ---------------------------------------------------------------------------------
+    def _respond_local(self, status: int, detail: str) -> None:
+        conn = self.conn
+        self.status = status
+        self.response_done = True
+        if not self.keep_alive or conn.eof:
+            self.close_after = True
+        body = problem_body(status, detail)
+        conn.write(
+            problem_response(
+                status,
+                body,
+                conn.state.rid_header,
+                self.rid,
+                close=self.close_after,
+                retry_after=self.retry_after,
+                head_only=self.head_only,
+            )
+        )
+        self._record(status)
+        if self.request_done:
+            conn.finish(self)
+
+    def _record(self, status: int) -> None:
+        if self.counted or not self.started:
+            return
+        self.counted = True
+        counters = self.rt.counters if self.rt is not None else self.conn.state.unmatched
+        counters.inflight -= 1
+        counters.observe(status, self.conn.loop.time() - self.t0)
+
+    def abort_client_gone(self) -> None:
+        self._cancel_timer()
+        up = self.up
+        self.up = None
+        if up is not None:
+            up.pool.busy.discard(up)
+            up.abort()
+        self._release_pool()
+        if not self.response_done:
+            self.response_done = True
+            self._record(499)

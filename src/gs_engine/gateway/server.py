@@ -1,0 +1,198 @@
+"""The Gateway: binds the listening socket, owns the route table, pools and counters.
+
+The engine calls `set_routes` whenever READY replicas or routes change; the swap is one
+attribute assignment on the event loop, so a request sees either the old table or the new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Callable, Sequence
+
+from gs_engine.errors import Conflict, InvalidInput
+from gs_engine.gateway.proxy import ClientConnection, ProxyState, RouteRuntime
+from gs_engine.gateway.routes import Endpoint, RouteConfig, RouteTable
+from gs_engine.gateway.stats import EndpointStats, RouteCounters, RouteStats
+from gs_engine.gateway.upstream import EndpointPool
+
+SWEEP_INTERVAL = 1.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        request_id_header: str = "x-request-id",
+        max_request_line: int = 8192,
+        max_header_bytes: int = 65536,
+        client_idle_timeout: float = 75.0,
+        max_idle_per_endpoint: int = 64,
+        random: Callable[[], float] | None = None,
+    ) -> None:
+        if not request_id_header or any(c in request_id_header for c in ": \t\r\n"):
+            raise InvalidInput(
+                f"request id header {request_id_header!r} is not a header name",
+                fix="use a token such as 'x-request-id'",
+                field="request_id_header",
+            )
+        self._host = host
+        self._port = port
+        self._state = ProxyState(
+            request_id_header=request_id_header,
+            max_url=max_request_line,
+            max_header_bytes=max_header_bytes,
+            random=random,
+        )
+        self._client_idle_timeout = client_idle_timeout
+        self._max_idle = max_idle_per_endpoint
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._counters: dict[str, RouteCounters] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        state = self._state
+        state.loop = loop
+        try:
+            self._server = await loop.create_server(
+                lambda: ClientConnection(state, loop), self._host, self._port, backlog=4096
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise Conflict(
+                    f"gateway port {self._port} on {self._host} is already in use",
+                    fix="stop the other process or pick another port with GSE_GATEWAY_PORT or --gateway-port",
+                    field="gateway_port",
+                ) from exc
+            raise InvalidInput(
+                f"gateway cannot listen on {self._host}:{self._port}: {exc.strerror or exc}",
+                fix="set a local address with GSE_GATEWAY_HOST / --gateway-host and a free port "
+                "with GSE_GATEWAY_PORT / --gateway-port",
+                field="gateway_port",
+            ) from exc
+        self._sweeper = loop.create_task(self._sweep_forever())
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to `grace` seconds), close pools."""
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        state = self._state
+        for client in list(state.clients):
+            if not client.queue:
+                client.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while any(c.queue for c in state.clients) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for client in list(state.clients):
+            if client.transport is not None:
+                client.transport.abort()
+        for pool in state.pools.values():
+            pool.close_all()
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    # -- routes -------------------------------------------------------------------------------
+    def set_routes(self, routes: Sequence[RouteConfig]) -> None:
+        """Compile and swap in a new table. Raises InvalidInput/Conflict and keeps the old one."""
+        table = RouteTable.build(routes)
+        state = self._state
+        old_pools = state.pools
+        pools: dict[str, EndpointPool] = {}
+        counters: dict[str, RouteCounters] = {}
+        runtimes: list[RouteRuntime] = []
+        for compiled in table.routes:
+            cfg = compiled.config
+            route_pools: list[EndpointPool] = []
+            for ep in cfg.endpoints:
+                pool = pools.get(ep.id)
+                if pool is None:
+                    pool = old_pools.get(ep.id)
+                    if pool is None or not _same_address(pool.endpoint, ep):
+                        pool = EndpointPool(ep, self._max_idle)
+                    pools[ep.id] = pool
+                elif not _same_address(pool.endpoint, ep):
+                    raise Conflict(
+                        f"endpoint id {ep.id!r} is given two addresses in route {cfg.name!r}",
+                        fix="give every replica endpoint a unique id",
+                        field="endpoints.id",
+                    )
+                route_pools.append(pool)
+            counter = counters.get(cfg.name) or self._counters.get(cfg.name) or RouteCounters(cfg.name)
+            counters[cfg.name] = counter
+            runtimes.append(RouteRuntime(compiled, counter, tuple(route_pools)))
+        # the swap: one table and its runtimes, both read together on the loop thread
+        state.table, state.runtimes, state.pools = table, runtimes, pools
+        self._counters = counters
+        for ep_id, pool in old_pools.items():
+            if pools.get(ep_id) is not pool:
+                pool.removed = True
+                pool.close_idle()
+
+    def inflight(self, endpoint_id: str) -> int:
+        return self._state.balancer.inflight(endpoint_id)
+
+    def endpoint_stats(self) -> dict[str, EndpointStats]:
+        state = self._state
+        return {
+            ep_id: EndpointStats(
+                endpoint_id=ep_id,
+                inflight=state.balancer.inflight(ep_id),
+                requests_total=pool.counters.requests_total,
+                errors_total=pool.counters.errors_total,
+            )
+            for ep_id, pool in state.pools.items()
+        }
+
+    def route_stats(self) -> dict[str, RouteStats]:
+        out = {name: c.snapshot() for name, c in self._counters.items()}
+        out["-"] = self._state.unmatched.snapshot()
+        return out
+
+    @property
+    def upstream_errors_total(self) -> int:
+        return self._state.upstream_errors
+
+    def idle_connections(self, endpoint_id: str) -> int:
+        pool = self._state.pools.get(endpoint_id)
+        return len(pool.idle) if pool is not None else 0
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    async def _sweep_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = loop.time()
+            state = self._state
+            for rt in state.runtimes:
+                for pool in rt.pools:
+                    pool.sweep(now, rt.idle_timeout)
+            limit = self._client_idle_timeout
+            for client in list(state.clients):
+                if not client.queue and client.tunnel is None and now - client.last_active > limit:
+                    client.close()
+
+
+def _same_address(a: Endpoint, b: Endpoint) -> bool:
+    return a.host == b.host and a.port == b.port

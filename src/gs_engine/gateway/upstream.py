@@ -1,0 +1,234 @@
+"""Connections to replicas: an asyncio Protocol per connection and a bounded idle pool per endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Protocol, cast
+
+import httptools
+
+from gs_engine.gateway.stats import EndpointCounters
+
+if TYPE_CHECKING:
+    from gs_engine.gateway.routes import Endpoint
+
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection reports to: the exchange it currently carries."""
+
+    def on_upstream_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def on_upstream_body(self, data: bytes) -> None: ...
+    def on_upstream_complete(self, keep_alive: bool) -> None: ...
+    def on_upstream_lost(self, exc: Exception | None) -> None: ...
+    def on_upstream_upgrade(self, rest: bytes) -> None: ...
+    def on_upstream_pause_writing(self) -> None: ...
+    def on_upstream_resume_writing(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "pool",
+        "transport",
+        "parser",
+        "sink",
+        "idle_since",
+        "closed",
+        "got_bytes",
+        "tunnel",
+        "_reason",
+        "_headers",
+        "_head_only",
+    )
+
+    def __init__(self, pool: EndpointPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: ResponseSink | None = None
+        self.idle_since = 0.0
+        self.closed = False
+        self.got_bytes = False  # any response byte since the current request was sent
+        self.tunnel = False
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_only = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:  # bytes on an idle connection: the replica is confused; drop it
+            self.close()
+            return
+        self.got_bytes = True
+        if self.tunnel:
+            sink.on_upstream_body(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = int(exc.args[0]) if exc.args else len(data)
+            self.tunnel = True
+            sink.on_upstream_upgrade(data[offset:])
+        except httptools.HttpParserError as exc:
+            self.sink = None
+            self.close()
+            sink.on_upstream_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            sink.on_upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_resume_writing()
+
+    # -- httptools callbacks --------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._reason = b""
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        status = self.parser.get_status_code()
+        sink.on_upstream_head(status, self._reason, self._headers)
+        if self._head_only and status >= 200 and status != 101:
+            # A HEAD response has no body whatever its Content-Length says; the parser
+            # cannot be told, so finish here and parse the next response with a new one.
+            self.parser = httptools.HttpResponseParser(self)
+            self.sink = None
+            sink.on_upstream_complete(self._keep_alive_after_head())
+
+    def _keep_alive_after_head(self) -> bool:
+        for name, value in self._headers:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                return False
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        if self.parser.get_status_code() < 200:
+            return  # an interim response (100 Continue); the final one follows
+        self.sink = None
+        sink.on_upstream_complete(self.parser.should_keep_alive())
+
+    # -- used by the exchange ---------------------------------------------------------------
+    def attach(self, sink: ResponseSink, head_only: bool) -> None:
+        self.sink = sink
+        self.got_bytes = False
+        self._head_only = head_only
+
+    def detach(self) -> None:
+        self.sink = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.sink = None
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class EndpointPool:
+    """Idle keep-alive connections to one endpoint (most recently used first) and its counters."""
+
+    __slots__ = ("endpoint", "max_idle", "idle", "removed", "counters", "busy")
+
+    def __init__(self, endpoint: Endpoint, max_idle: int = 64) -> None:
+        self.endpoint = endpoint
+        self.max_idle = max_idle
+        self.idle: deque[UpstreamConnection] = deque()
+        self.busy: set[UpstreamConnection] = set()
+        self.removed = False
+        self.counters = EndpointCounters()
+
+    def take_idle(self, now: float, idle_timeout: float) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue
+            if now - conn.idle_since > idle_timeout:
+                conn.close()
+                continue
+            self.busy.add(conn)
+            return conn
+        return None
+
+    async def connect(self, timeout: float) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        ep = self.endpoint
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self), ep.host, ep.port), timeout
+        )
+        if self.removed:
+            proto.close()
+            raise ConnectionResetError(f"endpoint {ep.id} was removed")
+        self.busy.add(proto)
+        return proto
+
+    def release(self, conn: UpstreamConnection, now: float) -> None:
+        """Give a connection back after a complete exchange."""
+        self.busy.discard(conn)
+        conn.sink = None
+        if self.removed or conn.closed or len(self.idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = now
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self.busy.discard(conn)
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def sweep(self, now: float, idle_timeout: float) -> None:
+        while self.idle and now - self.idle[0].idle_since > idle_timeout:
+            self.idle.popleft().close()
+
+    def close_idle(self) -> None:
+        while self.idle:
+            self.idle.popleft().close()
+
+    def close_all(self) -> None:
+        self.close_idle()
+        for conn in list(self.busy):
+            conn.close()
