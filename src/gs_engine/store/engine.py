@@ -137,6 +137,11 @@ def translate_errors(what: str) -> Iterator[None]:
                 f"{what} failed: the database has no GS-Engine tables",
                 fix="migrate the database first (Store.migrate(); `gse up` does it at start)",
             ) from exc
+        if "unable to open database file" in str(exc.orig):
+            raise PermanentBackendError(
+                f"{what} failed: SQLite cannot open the database file",
+                fix="check that the database file's folder exists and is writable (GSE_HOME)",
+            ) from exc
         if isinstance(exc, ProgrammingError):
             raise PermanentBackendError(f"{what} failed: {_short(exc)}") from exc
         raise TemporaryBackendError(

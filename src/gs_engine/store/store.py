@@ -57,9 +57,13 @@ class Store:
         """'sqlite' or 'postgresql'."""
         return self._engine.dialect.name
 
-    def migrate(self) -> None:
-        """Upgrade the schema to the newest revision; harmless on a database already there."""
-        migrations.upgrade(self._engine)
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to the newest revision (or `revision`); harmless when already there."""
+        migrations.upgrade(self._engine, revision)
+
+    def schema_revision(self) -> str | None:
+        """The migration the database is at; None before the first `migrate()`."""
+        return migrations.current_revision(self._engine)
 
     def close(self) -> None:
         self._engine.dispose()
