@@ -1,6 +1,7 @@
 """The gateway: GS-Engine's HTTP/1.1 data plane (routes, balancer, pooled upstreams, metrics)."""
 
 from gs_engine.gateway.balancer import Balancer
+from gs_engine.gateway.metrics import register_gateway_metrics
 from gs_engine.gateway.routes import CompiledRoute, Endpoint, RouteConfig, RouteTable
 from gs_engine.gateway.server import Gateway
 from gs_engine.gateway.stats import EndpointStats, RouteStats
@@ -14,4 +15,5 @@ __all__ = [
     "RouteConfig",
     "RouteStats",
     "RouteTable",
+    "register_gateway_metrics",
 ]
