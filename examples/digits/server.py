@@ -36,6 +36,7 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from types import FrameType  # noqa: E402
 from typing import Any, Protocol  # noqa: E402
@@ -134,6 +135,24 @@ class DigitsServer(ThreadingHTTPServer):
             return self.stopping
 
 
+LINGER_SECONDS = 2.0
+
+
+def _linger(conn: socket.socket) -> None:
+    """Close politely after refusing a body unread: closing with unread input sends a reset, which
+    can destroy the 400 answer before the client reads it. Half-close, then discard what still
+    arrives for a short while."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            if not conn.recv(65536):
+                break
+    except OSError:
+        pass  # reset or timed out: the answer has had its chance
+
+
 def _wake_reader(conn: socket.socket) -> None:
     """End a handler's wait for the next request: its read returns end-of-file."""
     try:
@@ -149,6 +168,8 @@ class DigitsHandler(BaseHTTPRequestHandler):
     wbufsize = 64 * 1024  # headers and body leave in one write, flushed after each request
     timeout = 60  # an idle keep-alive connection is closed after a minute
 
+    _unread_body = False  # a refused body is still arriving: drain it before closing
+
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -157,6 +178,8 @@ class DigitsHandler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         try:
             super().finish()
+            if self._unread_body:
+                _linger(self.connection)
         finally:
             self.server.untrack(self.connection)
 
@@ -281,6 +304,7 @@ class DigitsHandler(BaseHTTPRequestHandler):
             return None
         if length > MAX_BODY_BYTES:
             self.close_connection = True  # the unread body would be taken for the next request
+            self._unread_body = True
             self._problem(
                 InvalidInput(
                     f"the body is {length} bytes; at most {MAX_BODY_BYTES} are accepted",
