@@ -97,7 +97,7 @@ class Backend:
                         line = await asyncio.wait_for(reader.readline(), self.idle_close)
                     else:
                         line = await reader.readline()
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if not line:
                     break
