@@ -173,6 +173,19 @@ def containers_of(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(containers)
 
 
+def effective_probe(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The probe that decides readiness: the service's own, else the first container's."""
+    service = service_of(spec)
+    if service.get("readinessProbe"):
+        probe: Mapping[str, Any] = service["readinessProbe"]
+        return probe
+    for container in service.get("containers") or []:
+        if container.get("readinessProbe"):
+            found: Mapping[str, Any] = container["readinessProbe"]
+            return found
+    return None
+
+
 def log_file_name(index: int, container: Mapping[str, Any]) -> str:
     name = _UNSAFE_NAME_CHARS.sub("_", str(container.get("name") or "")) or f"container{index}"
     return f"{name}.log"
@@ -591,10 +604,10 @@ class ProcessRuntime:
         return self.state_dir / replica_id
 
     def _probe_config(self, spec: Mapping[str, Any], main: Mapping[str, Any], port: int) -> ProbeConfig:
-        return probe_config_from_spec(service_of(spec).get("readinessProbe"), port, _container_ports(main))
+        return probe_config_from_spec(effective_probe(spec), port, _container_ports(main))
 
     def _initial_probe_state(self, spec: Mapping[str, Any]) -> ProbeState:
-        probe = service_of(spec).get("readinessProbe") or {}
+        probe = effective_probe(spec) or {}
         return ProbeState(
             success_threshold=int(probe.get("successThreshold") or 1),
             failure_threshold=int(probe.get("failureThreshold") or 3),
