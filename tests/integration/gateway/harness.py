@@ -69,6 +69,7 @@ class Backend:
         self.port = 0
         self._lt = LoopThread()
         self._server: asyncio.AbstractServer | None = None
+        self._readers: dict[asyncio.StreamWriter, asyncio.StreamReader] = {}
 
     def start(self) -> Backend:
         async def go() -> None:
@@ -89,6 +90,7 @@ class Backend:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         peer_port = writer.get_extra_info("peername")[1]
+        self._readers[writer] = reader
         served = 0
         try:
             while True:
@@ -171,6 +173,14 @@ class Backend:
             w.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
             for i in range(0, len(data), 50000):
                 w.write(data[i : i + 50000])
+                await w.drain()
+            return False
+        if path.startswith("/upgrade"):
+            w.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+            await w.drain()
+            reader = self._readers[w]
+            while data := await reader.read(65536):
+                w.write(data.upper())
                 await w.drain()
             return False
         if path.startswith("/hop"):

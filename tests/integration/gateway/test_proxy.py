@@ -400,3 +400,59 @@ def test_port_in_use_is_a_clear_error() -> None:
     finally:
         holder.close()
         lt.stop()
+
+
+def test_upgrade_switches_to_a_tunnel(gateway: GatewayRunner, backend: Backend) -> None:
+    gateway.set_routes([svc([backend])])
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
+        s.sendall(
+            b"GET /default/digits/upgrade HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n"
+        )
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        head, rest = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"upgrade: echo" in head.lower()
+        sent = dict(backend.requests[-1]["headers"])
+        assert sent["upgrade"] == "echo" and sent["connection"] == "upgrade"
+        s.sendall(b"hello tunnel")
+        while len(rest) < len(b"hello tunnel"):
+            rest += s.recv(4096)
+        assert rest == b"HELLO TUNNEL"
+
+
+def test_standalone_runner_serves_a_routes_file(tmp_path, backend: Backend) -> None:
+    import subprocess
+    import sys
+
+    routes = tmp_path / "routes.json"
+    routes.write_text(
+        json.dumps(
+            [
+                {
+                    "namespace": "default",
+                    "service": "digits",
+                    "endpoints": [{"id": "e1", "host": "127.0.0.1", "port": backend.port}],
+                }
+            ]
+        )
+    )
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gs_engine.gateway", "--port", str(port), "--routes", str(routes)],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert f":{port}" in line, line
+        r = httpx.get(f"http://127.0.0.1:{port}/default/digits/hi", timeout=10)
+        assert r.status_code == 200 and r.json()["path"] == "/hi"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
