@@ -731,11 +731,14 @@ class ProcessRuntime:
         os.replace(tmp, directory / STATE_FILE)
 
     async def stop_replica(self, replica_id: str, grace_seconds: float = 10.0) -> None:
+        """Stop the replica's process groups and drop it. Its files go too, except the logs of one
+        that had already exited (so a restart under the same id shows why it crashed)."""
         replica = self._replicas.get(replica_id)
         if replica is None:
             return
         replica.stopping = True
-        if replica.state is not ReplicaState.EXITED:
+        had_exited = replica.state is ReplicaState.EXITED
+        if not had_exited:
             replica.state = ReplicaState.STOPPING
         await _terminate(replica.procs, grace_seconds)
         if replica.task is not None:
@@ -744,7 +747,11 @@ class ProcessRuntime:
                 await replica.task
         self._replicas.pop(replica_id, None)
         with contextlib.suppress(OSError):
-            shutil.rmtree(self.state_dir / replica_id)
+            if had_exited:
+                # a crashed replica's output is the evidence: a restart under the same id appends to it
+                (self.state_dir / replica_id / STATE_FILE).unlink()
+            else:
+                shutil.rmtree(self.state_dir / replica_id)
 
     def forget(self, replica_id: str) -> None:
         """Drop an EXITED replica (its logs stay on disk until the id is stopped or reused)."""

@@ -491,3 +491,41 @@ async def test_running_id_cannot_be_started_twice(runtime: ProcessRuntime) -> No
     await runtime.run_replica(request("r-twice", spec(python(SLEEP_FOREVER))))
     with pytest.raises(Conflict):
         await runtime.run_replica(request("r-twice", spec(python(SLEEP_FOREVER))))
+
+
+async def test_restart_after_crash_keeps_the_crash_output(runtime: ProcessRuntime) -> None:
+    crash = "import sys\nsys.exit('first attempt failed')"
+    await runtime.run_replica(request("r-again", spec(python(crash))))
+    await wait_until(lambda: exited(runtime, "r-again"), "the first attempt to exit")
+    await runtime.stop_replica("r-again", grace_seconds=0)  # what the controller does before a restart
+    assert observed(runtime, "r-again") is None
+    await runtime.run_replica(request("r-again", spec(python("print('second attempt')\n" + SLEEP_FOREVER))))
+    await wait_until(
+        lambda: "second attempt" in (runtime.state_dir / "r-again" / "main.log").read_text(), "second output"
+    )
+    logs = await runtime.logs("r-again")
+    assert logs.index("first attempt failed") < logs.index("second attempt")
+
+
+async def test_a_document_from_the_service_schema_runs(runtime: ProcessRuntime) -> None:
+    from gs_engine.spec import load_service
+
+    service = load_service(
+        """
+service:
+  name: files
+  containers:
+    - name: web
+      command: [python, -m, http.server, $(PORT), --bind, $(HOST)]
+      ports: [{containerPort: 8080}]
+  readinessProbe:
+    httpGet: {path: /, port: 8080}
+    periodSeconds: 0.2
+"""
+    )
+    doc = service.to_document()
+    runtime.check_spec(doc)
+    obs = await runtime.run_replica(ReplicaRequest("default.files.a1", "default", "files", "r1", doc))
+    await wait_until(lambda: ready(runtime, "default.files.a1"), "the schema-built replica to be ready")
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"http://{obs.host}:{obs.port}/")).status_code == 200
