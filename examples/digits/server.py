@@ -396,7 +396,7 @@ def main() -> int:
     from model import train_and_evaluate  # scikit-learn loads here, after the socket is bound
 
     trained = train_and_evaluate()
-    server.set_model(trained.pipeline, trained.accuracy)
+    server.set_model(trained, trained.accuracy)
     print(
         f"digits model ready: accuracy on held-out split {trained.accuracy:.2f}, "
         f"listening on {server.host}:{server.port}",

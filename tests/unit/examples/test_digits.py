@@ -56,10 +56,15 @@ def test_model_reaches_095_on_held_out_split(trained: Any, split: tuple[np.ndarr
     assert trained.score(x_test, y_test) >= 0.95
 
 
-def test_train_and_evaluate_reports_held_out_accuracy() -> None:
+def test_train_and_evaluate_reports_held_out_accuracy(split: tuple[np.ndarray, ...]) -> None:
     result = digits_model.train_and_evaluate()
     assert result.accuracy >= 0.95
     assert (result.train_images, result.test_images) == (1347, 450)
+    # The served prediction path gives the pipeline's own answers.
+    _, x_test, _, y_test = split
+    probabilities = result.predict_proba(x_test[:50])
+    np.testing.assert_allclose(probabilities, result.pipeline.predict_proba(x_test[:50]))
+    np.testing.assert_array_equal(result.classes_, np.arange(10))
 
 
 def test_split_is_fixed_and_stratified(split: tuple[np.ndarray, ...]) -> None:
@@ -490,3 +495,23 @@ class _ReadyModel:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return np.full((len(x), 10), 0.1)
+
+
+# ---------------------------------------------------------------- the service document
+
+
+def test_service_yaml_is_a_valid_service_document() -> None:
+    loader = pytest.importorskip("gs_engine.spec.loader")
+    spec = loader.load_service((DIGITS_DIR / "service.yaml").read_text())
+    assert (spec.name, spec.namespace, spec.replicas) == ("digits", "default", 2)
+    assert spec.route is None  # the default prefix /default/digits
+    (container,) = spec.containers
+    assert container.name == "digits"
+    assert container.command == ["python", "server.py"]
+    assert container.working_dir == "."
+    assert (DIGITS_DIR / container.working_dir / container.command[1]).is_file()
+    assert (container.resources.requests.cpu, container.resources.requests.memory) == ("250m", "256Mi")
+    assert (container.resources.limits.cpu, container.resources.limits.memory) == ("1", "512Mi")
+    assert container.readiness_probe is not None and container.readiness_probe.http_get is not None
+    assert container.readiness_probe.http_get.path == "/healthz"
+    assert container.readiness_probe.period_seconds == 1
