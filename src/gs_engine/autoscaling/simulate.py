@@ -101,7 +101,10 @@ def _metric_target(fields: Fields, doc: Mapping[str, Any], path: str, kind: str)
 
 
 def _metric(fields: Fields, doc: Mapping[str, Any], path: str) -> MetricSpec | None:
+    before = len(fields.problems)
     kind = fields.choice(doc, "type", f"{path}.type", METRIC_TYPES, "Resource")
+    if len(fields.problems) > before:
+        return None
     if kind == "Resource":
         source = fields.mapping(doc, "resource", f"{path}.resource", required=True)
         name = fields.text(source, "name", f"{path}.resource.name")
@@ -287,7 +290,11 @@ def _kpa_config(fields: Fields, doc: Mapping[str, Any]) -> KpaConfig:
 
 
 def _simulate_kpa(case: Mapping[str, Any], fields: Fields) -> dict[str, Any]:
-    config = _kpa_config(fields, fields.mapping(case, "config", "config", required=True))
+    if case.get("config") is None:
+        fields.bad("config", "is required", 'add {"target": 10} (the per-pod target)')
+        config = KpaConfig(target=1.0)
+    else:
+        config = _kpa_config(fields, fields.mapping(case, "config", "config"))
     samples = [
         Sample(
             fields.number(doc, "atSeconds", f"samples[{i}].atSeconds"),
