@@ -45,7 +45,7 @@ def case(**kw: object) -> HpaInput:
         "pods": pods([0.3, 0.5, 0.7]),
     }
     base.update(kw)
-    return HpaInput(**base)  # type: ignore[arg-type]
+    return HpaInput(**base)
 
 
 def test_scale_up_with_conditions() -> None:

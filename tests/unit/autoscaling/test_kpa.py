@@ -26,7 +26,7 @@ def config(**kw: object) -> KpaConfig:
         "target_burst_capacity": 0.0,
     }
     base.update(kw)
-    return KpaConfig(**base)  # type: ignore[arg-type]
+    return KpaConfig(**base)
 
 
 def test_stable_mode_follows_concurrency() -> None:

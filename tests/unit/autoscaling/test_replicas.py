@@ -26,7 +26,7 @@ def cpu_pods(
         pods.append(
             PodState(
                 name=f"p{i}",
-                phase=(phases[i] if phases else "Running"),  # type: ignore[arg-type]
+                phase=(phases[i] if phases else "Running"),
                 ready=True if ready is None else ready[i],
                 requests={} if request is None else {"cpu": request},
                 usage={} if usage is None else {"cpu": usage},
