@@ -14,17 +14,11 @@ Exits non-zero if accuracy is below 0.95, any request failed, or the engine did 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-import psutil
 from rich.console import Console
 
 HERE = Path(__file__).resolve().parent
@@ -34,94 +28,9 @@ from loadtest import print_report, run_test_set  # noqa: E402
 
 from gs_engine.cli import load_document  # noqa: E402
 from gs_engine.client import ApiClient  # noqa: E402
+from gs_engine.harness import EngineProcess  # noqa: E402
 
 console = Console()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class EngineProcess:
-    """`gse up` as a child process in its own data directory, on free loopback ports."""
-
-    def __init__(self, home: Path, api_port: int | None = None, gateway_port: int | None = None) -> None:
-        self.home = home
-        self.api_port = api_port or free_port()
-        self.gateway_port = gateway_port or free_port()
-        self.log_path = home / "engine.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            GSE_HOME=str(self.home),
-            GSE_API_PORT=str(self.api_port),
-            GSE_GATEWAY_PORT=str(self.gateway_port),
-            GSE_API_URL=self.api_url,
-        )
-        return env
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gs_engine.cli", "up"],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"gse up exited with {self.process.returncode}:\n{self.log_path.read_text()}"
-                )
-            try:
-                if httpx.get(self.api_url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"gse up not ready after {timeout}s:\n{self.log_path.read_text()}")
-
-    def client(self) -> ApiClient:
-        token = (self.home / "admin.token").read_text().strip()
-        return ApiClient(self.api_url, token)
-
-    def descendants(self) -> list[psutil.Process]:
-        if self.process is None:
-            return []
-        try:
-            return psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-
-    def stop(self, timeout: float = 30.0) -> list[int]:
-        """SIGTERM the engine; returns the pids of any replica process it left running."""
-        if self.process is None or self.process.poll() is not None:
-            return []
-        children = self.descendants()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        _, alive = psutil.wait_procs(children, timeout=5)
-        for proc in alive:
-            proc.kill()
-        return [p.pid for p in alive]
 
 
 def wait_ready(api: ApiClient, namespace: str, name: str, replicas: int, timeout: float = 90.0) -> dict:

@@ -36,8 +36,8 @@ app.add_typer(describe_app, name="describe")
 app.add_typer(delete_app, name="delete")
 app.add_typer(autoscale_app, name="autoscale")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class Output(str, Enum):

@@ -52,6 +52,8 @@ class GseError(Exception):
 
     def __str__(self) -> str:
         parts = [self.message]
+        if len(self.problems) == 1 and self.problems[0].message in self.message:
+            return self.message if not self.problems[0].fix else f"{self.message} ({self.problems[0].fix})"
         if self.problems:
             parts.extend(f"  - {p}" for p in self.problems)
         elif self.fix:

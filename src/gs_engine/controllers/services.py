@@ -115,6 +115,7 @@ class ServiceController:
         self._wake.set()
 
     def start(self) -> None:
+        self.runtime.watch(self.poke)
         self._task = asyncio.create_task(self._run(), name="service-controller")
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
 """Run the gateway alone: `python -m gs_engine.gateway --port P --routes routes.json`.
 
-The routes file is a JSON list of objects with the RouteConfig fields; `endpoints` is a list
-of {"id", "host", "port"}. Sending SIGHUP reloads the file.
+`--workers N` forks N processes that share the port through SO_REUSEPORT; `--metrics-port M`
+serves Prometheus metrics. The routes file is a JSON list of objects with the RouteConfig
+fields; `endpoints` is a list of {"id", "host", "port"}. Sending SIGHUP reloads the file.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -61,12 +63,18 @@ def _route(item: Any, i: int) -> RouteConfig:
         ) from exc
 
 
-async def _serve(host: str, port: int, routes_file: Path | None) -> None:
-    gateway = Gateway(host, port)
+async def _serve(
+    host: str, port: int, routes_file: Path | None, *, reuse_port: bool, metrics_port: int | None
+) -> None:
+    gateway = Gateway(host, port, reuse_port=reuse_port)
     if routes_file is not None:
         gateway.set_routes(load_routes(routes_file))
     await gateway.start()
-    print(f"gateway listening on http://{host}:{gateway.port}", file=sys.stderr, flush=True)
+    if metrics_port is not None:
+        _serve_metrics(gateway, host, metrics_port)
+    print(
+        f"gateway listening on http://{host}:{gateway.port} (pid {os.getpid()})", file=sys.stderr, flush=True
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,22 +92,95 @@ async def _serve(host: str, port: int, routes_file: Path | None) -> None:
     await gateway.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gs_engine.gateway", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--routes", type=Path, default=None, help="JSON file with a list of routes")
-    args = parser.parse_args(argv)
+def _serve_metrics(gateway: Gateway, host: str, port: int) -> None:
+    """Prometheus text on http://host:port/metrics, served from a thread (scrapes only)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from gs_engine.gateway.metrics import register_gateway_metrics
+
+    registry = CollectorRegistry()
+    register_gateway_metrics(gateway, registry)
+    start_http_server(port, addr=host, registry=registry)
+
+
+def _run_one(args: argparse.Namespace, *, reuse_port: bool, metrics_port: int | None) -> int:
     try:
         import uvloop
 
-        uvloop.run(_serve(args.host, args.port, args.routes))
+        uvloop.run(
+            _serve(args.host, args.port, args.routes, reuse_port=reuse_port, metrics_port=metrics_port)
+        )
     except GseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """Fork `args.workers` processes that each bind the port with SO_REUSEPORT.
+
+    The kernel spreads new connections over them. The parent forwards SIGTERM, SIGINT and
+    SIGHUP to every worker and exits once all have; worker i serves metrics on
+    metrics_port + i when a metrics port is given.
+    """
+    if args.port == 0:
+        raise InvalidInput(
+            "--workers above 1 needs a fixed --port", fix="give --port a number, not 0", field="port"
+        )
+    children: list[int] = []
+    for i in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            metrics = args.metrics_port + i if args.metrics_port is not None else None
+            code = _run_one(args, reuse_port=True, metrics_port=metrics)
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM if signum == signal.SIGINT else signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    worst = 0
+    for child in children:
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        worst = max(worst, os.waitstatus_to_exitcode(status) if status else 0)
+    return 0 if worst < 0 else worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gs_engine.gateway", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--routes", type=Path, default=None, help="JSON file with a list of routes")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (SO_REUSEPORT)"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        return _run_one(args, reuse_port=False, metrics_port=args.metrics_port)
+    try:
+        return _run_workers(args)
+    except GseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ class Gateway:
         client_idle_timeout: float = 75.0,
         max_idle_per_endpoint: int = 64,
         random: Callable[[], float] | None = None,
+        reuse_port: bool = False,
     ) -> None:
+        """`reuse_port` sets SO_REUSEPORT so several worker processes can share one port."""
         if not request_id_header or any(c in request_id_header for c in ": \t\r\n"):
             raise InvalidInput(
                 f"request id header {request_id_header!r} is not a header name",
@@ -48,6 +50,7 @@ class Gateway:
         )
         self._client_idle_timeout = client_idle_timeout
         self._max_idle = max_idle_per_endpoint
+        self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._counters: dict[str, RouteCounters] = {}
@@ -59,7 +62,11 @@ class Gateway:
         state.loop = loop
         try:
             self._server = await loop.create_server(
-                lambda: ClientConnection(state, loop), self._host, self._port, backlog=4096
+                lambda: ClientConnection(state, loop),
+                self._host,
+                self._port,
+                backlog=4096,
+                reuse_port=self._reuse_port or None,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:

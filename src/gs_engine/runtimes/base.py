@@ -7,7 +7,7 @@ Callers (controllers, API) see only these types. A runtime translates its backen
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -97,6 +97,9 @@ class Runtime(Protocol):
 
     async def stop_replica(self, replica_id: str, grace_seconds: float = 10.0) -> None:
         """SIGTERM (or the backend's equivalent), then force after the grace period."""
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Register a no-argument callback run on the event loop when a replica's state or readiness changes."""
 
     def replicas(self) -> list[ReplicaObservation]:
         """What runs now, as last observed. Cheap; no I/O on the caller's path."""

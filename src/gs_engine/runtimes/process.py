@@ -425,6 +425,15 @@ class ProcessRuntime:
         self._python_dir = str(Path(sys.executable).parent)
         self._gpus: tuple[GpuInfo, ...] | None = None
         self._gpus_at = 0.0
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (no arguments, on the event loop) whenever a replica's readiness or state changes."""
+        self._watchers.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._watchers:
+            callback()
 
     # -- spec checks ------------------------------------------------------------------------------
 
@@ -814,6 +823,7 @@ class ProcessRuntime:
             replica.probe_state = ProbeState(
                 replica.probe_state.success_threshold, replica.probe_state.failure_threshold
             )
+            self._changed()
             await _terminate(replica.procs, 2.0)  # sidecars and grandchildren go with it
             for proc in replica.procs:
                 _rotate_if_large(proc.log_path, self.log_max_bytes)
@@ -830,7 +840,10 @@ class ProcessRuntime:
             result = await run_probe(config, replica.host, replica.env, replica.cwd)
             if replica.stopping or replica.state is ReplicaState.EXITED:
                 return
+            was_ready = replica.probe_state.ready
             replica.probe_state = replica.probe_state.observe(result.ok)
+            if replica.probe_state.ready != was_ready:
+                self._changed()
             if replica.probe_state.ready:
                 replica.state, replica.message = ReplicaState.RUNNING, ""
             elif not result.ok:
