@@ -179,7 +179,9 @@ http {{
             for port in self.backend_ports
         )
         conf = self._nginx_conf("backend", servers)
-        self._spawn("direct", ["nginx", "-p", str(self.dir), "-c", str(conf), "-e", "stderr"], self.backend_ports[0])
+        self._spawn(
+            "direct", ["nginx", "-p", str(self.dir), "-c", str(conf), "-e", "stderr"], self.backend_ports[0]
+        )
         wait_port(self.backend_ports[1], self.procs["direct"], "backend")
 
     def _nginx_proxy(self) -> None:
@@ -351,7 +353,7 @@ def _ratio(a: float, b: float) -> float:
 
 def print_table(summary: dict[str, dict[str, dict[str, float]]]) -> None:
     cols = ("conns", "req/s", "x hap", "p50 us", "p99 us", "+p50 us", "x hap", "cpu us/req", "x hap", "err")
-    print("\n%-9s" % "target" + "".join(f"{c:>11}" for c in cols))
+    print(f"\n{'target':<9}" + "".join(f"{c:>11}" for c in cols))
     for target, per in summary.items():
         for conns, f in sorted(per.items(), key=lambda kv: int(kv[0])):
             row = (
@@ -374,8 +376,18 @@ def check_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     lines = []
     checks = (
         ("throughput at 64 connections >= 0.9 x HAProxy", g.get("64", {}).get("rps_vs_haproxy"), 0.9, True),
-        ("p50 latency added at 1 connection <= 1.3 x HAProxy", g.get("1", {}).get("p50_added_vs_haproxy"), 1.3, False),
-        ("CPU per request at 64 connections <= 1.2 x HAProxy", g.get("64", {}).get("cpu_vs_haproxy"), 1.2, False),
+        (
+            "p50 latency added at 1 connection <= 1.3 x HAProxy",
+            g.get("1", {}).get("p50_added_vs_haproxy"),
+            1.3,
+            False,
+        ),
+        (
+            "CPU per request at 64 connections <= 1.2 x HAProxy",
+            g.get("64", {}).get("cpu_vs_haproxy"),
+            1.2,
+            False,
+        ),
     )
     for text, value, bound, at_least in checks:
         if value is None:
@@ -403,7 +415,9 @@ def chart(summary: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
     for ax, (title, conns, key) in zip(axes, panels, strict=True):
         values = [summary[t].get(conns, {}).get(key, 0.0) for t in targets]
-        colours = ["#888888" if t == "haproxy" else "#3b7dd8" if t.startswith("gse") else "#5aa469" for t in targets]
+        colours = [
+            "#888888" if t == "haproxy" else "#3b7dd8" if t.startswith("gse") else "#5aa469" for t in targets
+        ]
         ax.bar(targets, values, color=colours)
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
@@ -416,7 +430,9 @@ def chart(summary: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--connections", default="1,64", help="comma-separated wrk connection counts")
@@ -430,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         services = Services(Path(tmp), args.workers)
         try:
             services.start_all()
-            targets = ["direct", "haproxy", "nginx", "gse"] + ([f"gse-w{args.workers}"] if args.workers > 1 else [])
+            targets = ["direct", "haproxy", "nginx", "gse"] + (
+                [f"gse-w{args.workers}"] if args.workers > 1 else []
+            )
             if args.only:
                 wanted = set(args.only.split(",")) | {"direct", "haproxy"}
                 targets = [t for t in targets if t in wanted]
