@@ -142,6 +142,7 @@ class ClientConnection(asyncio.Protocol):
         "advancing",
         "last_active",
         "tunnel",
+        "wbuf",
     )
 
     def __init__(self, state: ProxyState, loop: asyncio.AbstractEventLoop) -> None:
@@ -165,6 +166,7 @@ class ClientConnection(asyncio.Protocol):
         self.advancing = False
         self.last_active = loop.time()
         self.tunnel: Exchange | None = None
+        self.wbuf: list[bytes] | None = None  # writes held while one upstream read is handled
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -244,9 +246,31 @@ class ClientConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
-            self.transport.write(data)
+            wbuf = self.wbuf
+            if wbuf is not None:
+                wbuf.append(data)
+            else:
+                self.transport.write(data)
+
+    def hold_writes(self) -> bool:
+        """Collect writes until `flush` so a response head and body leave in one system call."""
+        if self.wbuf is not None:
+            return False
+        self.wbuf = []
+        return True
+
+    def flush(self) -> None:
+        wbuf = self.wbuf
+        self.wbuf = None
+        if wbuf and not self.closed and self.transport is not None:
+            if len(wbuf) == 1:
+                self.transport.write(wbuf[0])
+            else:
+                self.transport.writelines(wbuf)
 
     def close(self) -> None:
+        if self.wbuf is not None:
+            self.flush()
         if not self.closed and self.transport is not None:
             self.closed = True
             self.state.clients.discard(self)
@@ -828,8 +852,10 @@ class Exchange:
         mode = self.mode
         conn = self.conn
         if mode == _CHUNK:
-            if data and conn.transport is not None and not conn.closed:
-                conn.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            if data:
+                conn.write(b"%x\r\n" % len(data))
+                conn.write(data)
+                conn.write(b"\r\n")
         elif mode != _NO_BODY:
             conn.write(data)
 
@@ -857,6 +883,12 @@ class Exchange:
         if conn.transport is not None and not conn.closed:
             conn.broken = False
             conn.resume_reading(_PENDING_FULL)
+
+    def hold_writes(self) -> bool:
+        return self.conn.hold_writes()
+
+    def release_writes(self) -> None:
+        self.conn.flush()
 
     def tunnel_from_client(self, data: bytes) -> None:
         up = self.up

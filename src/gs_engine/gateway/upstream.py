@@ -27,6 +27,8 @@ class ResponseSink(Protocol):
     def on_upstream_upgrade(self, rest: bytes) -> None: ...
     def on_upstream_pause_writing(self) -> None: ...
     def on_upstream_resume_writing(self) -> None: ...
+    def hold_writes(self) -> bool: ...
+    def release_writes(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -71,6 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel:
             sink.on_upstream_body(data)
             return
+        held = sink.hold_writes()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -81,6 +84,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink = None
             self.close()
             sink.on_upstream_lost(exc)
+        finally:
+            if held:
+                sink.release_writes()
 
     def eof_received(self) -> bool | None:
         return None
