@@ -25,6 +25,8 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 
 REASONS: dict[int, bytes] = {
     400: b"Bad Request",
+    413: b"Content Too Large",
+    429: b"Too Many Requests",
     404: b"Not Found",
     405: b"Method Not Allowed",
     408: b"Request Timeout",
@@ -38,6 +40,8 @@ REASONS: dict[int, bytes] = {
 
 TITLES: dict[int, str] = {
     400: "Bad request",
+    413: "Request body too large",
+    429: "Rate limit exceeded",
     404: "No route",
     405: "Method not allowed",
     408: "Request timeout",
@@ -73,7 +77,7 @@ def problem_response(
     request_id: bytes,
     *,
     close: bool,
-    retry_after: bool = False,
+    retry_after: int = 0,
     head_only: bool = False,
 ) -> bytes:
     parts = [
@@ -82,7 +86,7 @@ def problem_response(
         b"%s: %s\r\nvia: 1.1 gse\r\n" % (request_id_header, request_id),
     ]
     if retry_after:
-        parts.append(b"retry-after: 1\r\n")
+        parts.append(b"retry-after: %d\r\n" % retry_after)
     if close:
         parts.append(b"connection: close\r\n")
     parts.append(b"\r\n")

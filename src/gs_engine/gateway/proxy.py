@@ -27,10 +27,14 @@ from gs_engine.gateway.http1 import (
     problem_response,
     sane_request_id,
 )
+from gs_engine.gateway.limits import RetryBudget, TokenBucket, retry_after_seconds
+from gs_engine.gateway.outliers import OutlierDetector
 from gs_engine.gateway.routes import CompiledRoute, RouteTable
 from gs_engine.gateway.stats import RouteCounters
 from gs_engine.gateway.upstream import WRITE_HIGH_WATER, WRITE_LOW_WATER, EndpointPool, UpstreamConnection
 
+IDEMPOTENT: frozenset[bytes] = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+LINGER_SECONDS = 2.0  # how long a refused client may keep sending before it is cut off
 REPLAY_LIMIT = 64 * 1024  # request bytes kept to retry a stale keep-alive connection
 PENDING_LIMIT = 256 * 1024  # request bytes buffered before reading from the client pauses
 
@@ -63,10 +67,21 @@ class RouteRuntime:
         "connect_timeout",
         "response_timeout",
         "idle_timeout",
+        "index_of",
+        "retries",
+        "retry_idempotent",
+        "budget",
+        "bucket",
+        "max_body",
     )
 
     def __init__(
-        self, route: CompiledRoute, counters: RouteCounters, pools: tuple[EndpointPool, ...]
+        self,
+        route: CompiledRoute,
+        counters: RouteCounters,
+        pools: tuple[EndpointPool, ...],
+        bucket: TokenBucket | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         cfg = route.config
         self.route = route
@@ -78,6 +93,12 @@ class RouteRuntime:
         self.connect_timeout = cfg.connect_timeout
         self.response_timeout = cfg.response_timeout
         self.idle_timeout = cfg.idle_timeout
+        self.index_of = {ep_id: i for i, ep_id in enumerate(self.ids)}
+        self.retries = cfg.retries
+        self.retry_idempotent = cfg.retry_idempotent
+        self.budget = budget if budget is not None else RetryBudget(cfg.retry_budget)
+        self.bucket = bucket
+        self.max_body = cfg.max_body_bytes
 
 
 class ProxyState:
@@ -96,6 +117,10 @@ class ProxyState:
         "upstream_errors",
         "clients",
         "loop",
+        "outliers",
+        "max_per_client",
+        "per_client",
+        "header_timeout",
     )
 
     def __init__(
@@ -105,6 +130,9 @@ class ProxyState:
         max_url: int,
         max_header_bytes: int,
         random: Callable[[], float] | None = None,
+        outliers: OutlierDetector | None = None,
+        max_per_client: int | None = None,
+        header_timeout: float = 10.0,
     ) -> None:
         self.table = RouteTable.build(())
         self.runtimes: list[RouteRuntime] = []
@@ -118,6 +146,22 @@ class ProxyState:
         self.upstream_errors = 0
         self.clients: set[ClientConnection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.outliers = outliers if outliers is not None else OutlierDetector()
+        self.max_per_client = max_per_client
+        self.per_client: dict[bytes, int] = {}
+        self.header_timeout = header_timeout
+
+    def pick(self, rt: RouteRuntime, now: float, avoid: str | None = None) -> EndpointPool:
+        """A replica for `rt`: P2C over those not ejected (all of them if every one is)."""
+        ids = rt.ids
+        outliers = self.outliers
+        if outliers.ejected or avoid is not None:
+            ok = tuple(i for i in ids if i != avoid and not outliers.is_ejected(i, now))
+            if not ok:
+                ok = tuple(i for i in ids if i != avoid) or ids
+            if len(ok) != len(ids):
+                return rt.pools[rt.index_of[ok[self.balancer.pick(ok)]]]
+        return rt.pools[self.balancer.pick(ids)]
 
 
 class ClientConnection(asyncio.Protocol):
@@ -143,6 +187,9 @@ class ClientConnection(asyncio.Protocol):
         "last_active",
         "tunnel",
         "wbuf",
+        "in_head",
+        "head_started",
+        "peer_counted",
     )
 
     def __init__(self, state: ProxyState, loop: asyncio.AbstractEventLoop) -> None:
@@ -167,6 +214,9 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = loop.time()
         self.tunnel: Exchange | None = None
         self.wbuf: list[bytes] | None = None  # writes held while one upstream read is handled
+        self.in_head = False  # a request head has begun and is not complete
+        self.head_started = 0.0
+        self.peer_counted = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -175,7 +225,23 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode("ascii", "replace")
-        self.state.clients.add(self)
+        state = self.state
+        state.clients.add(self)
+        cap = state.max_per_client
+        if cap is not None:
+            n = state.per_client.get(self.peer, 0)
+            if n >= cap:
+                self.broken = True
+                body = problem_body(
+                    429, f"this client address already has {n} connections open (the limit is {cap})"
+                )
+                transport.write(
+                    problem_response(429, body, state.rid_header, state.ids.new(), close=True, retry_after=1)
+                )
+                self.close()
+                return
+            state.per_client[self.peer] = n + 1
+            self.peer_counted = True
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -202,7 +268,15 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.state.clients.discard(self)
+        state = self.state
+        state.clients.discard(self)
+        if self.peer_counted:
+            self.peer_counted = False
+            left = state.per_client.get(self.peer, 1) - 1
+            if left > 0:
+                state.per_client[self.peer] = left
+            else:
+                state.per_client.pop(self.peer, None)
         queue = self.queue
         while queue:
             queue.popleft().abort_client_gone()
@@ -271,16 +345,26 @@ class ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.wbuf is not None:
             self.flush()
-        if not self.closed and self.transport is not None:
+        transport = self.transport
+        if not self.closed and transport is not None:
             self.closed = True
             self.state.clients.discard(self)
-            self.transport.close()
+            if self.broken and self.tunnel is None and not self.eof and transport.can_write_eof():
+                # Unread request bytes would make the kernel reset the connection and could
+                # destroy the answer in flight: shut the write side, drain, then close.
+                transport.write_eof()
+                transport.resume_reading()
+                self.loop.call_later(LINGER_SECONDS, transport.close)
+                return
+            transport.close()
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        self.in_head = True
+        self.head_started = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -296,9 +380,16 @@ class ClientConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         ex = _build_exchange(self)
         self.cur = ex
         self.queue.append(ex)
+        if self.broken:
+            # refused at the head: read nothing more (not even its body) and close after answering
+            ex.request_done = True
+            self.cur = None
+            self.reject = (0, "")
+            raise _Reject
 
     def on_body(self, body: bytes) -> None:
         if self.cur is not None:
@@ -335,7 +426,25 @@ class ClientConnection(asyncio.Protocol):
             return
         self._advance()
 
+    def head_timed_out(self) -> None:
+        """The client took longer than the header timeout to send a request head: 408, close."""
+        state = self.state
+        self.broken = True
+        self.in_head = False
+        if not self.queue and self.transport is not None and not self.closed:
+            detail = f"the request head did not arrive within {state.header_timeout:g} s"
+            body = problem_body(408, detail)
+            self.write(problem_response(408, body, state.rid_header, state.ids.new(), close=True))
+            self.close()
+        else:
+            # answer what is already queued, then close
+            if self.queue:
+                self.queue[-1].close_after = True
+
     def _malformed(self, exc: Exception) -> None:
+        if self.reject is not None and self.reject[0] == 0:
+            self.reject = None
+            return  # parsing was stopped on purpose; the refusal is already queued
         status, detail = self.reject or (400, f"malformed HTTP request: {exc}")
         self.broken = True
         self.pause_reading(_PENDING_FULL)
@@ -463,8 +572,16 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
     rt = state.runtimes[route.index]
     ex.rt = rt
     if not rt.pools:
-        ex.set_local(503, f"service {rt.service} has no ready replica", retry_after=True)
+        ex.set_local(503, f"service {rt.service} has no ready replica", retry_after=1)
         return ex
+    max_body = rt.max_body
+    if max_body is not None:
+        if content_length is not None and int(content_length) > max_body:
+            ex.set_local(413, f"the request body of {int(content_length)} bytes exceeds {max_body} bytes")
+            ex.close_after = True
+            conn.broken = True  # the body is not read: nothing after it can be parsed
+            return ex
+        ex.body_left = max_body
 
     tokens = connection_tokens(conn_values) if conn_values else None
     if tokens:
@@ -532,6 +649,8 @@ class Exchange:
         "t0",
         "counted",
         "client_tunnel_data",
+        "body_left",
+        "attempts",
     )
 
     def __init__(
@@ -556,7 +675,7 @@ class Exchange:
         self.upgrade = False
         self.local_status = 0
         self.local_detail = ""
-        self.retry_after = False
+        self.retry_after = 0
         self.started = False
         self.request_done = False
         self.response_done = False
@@ -577,8 +696,10 @@ class Exchange:
         self.t0 = 0.0
         self.counted = False
         self.client_tunnel_data: list[bytes] | None = None
+        self.body_left = -1  # request body bytes still allowed; -1 = no limit
+        self.attempts = 0  # retries spent
 
-    def set_local(self, status: int, detail: str, retry_after: bool = False) -> None:
+    def set_local(self, status: int, detail: str, retry_after: int = 0) -> None:
         self.local_status = status
         self.local_detail = detail
         self.retry_after = retry_after
@@ -595,12 +716,22 @@ class Exchange:
             return
         rt = self.rt
         assert rt is not None
-        state = conn.state
-        index = state.balancer.pick(rt.ids)
-        self._use_pool(rt.pools[index])
-        pool = self.pool
-        assert pool is not None
-        up = pool.take_idle(self.t0, rt.idle_timeout)
+        now = self.t0
+        bucket = rt.bucket
+        if bucket is not None:
+            wait = bucket.take(now)
+            if wait > 0.0:
+                self.set_local(
+                    429,
+                    f"service {rt.service} allows {bucket.rate:g} requests per second",
+                    retry_after_seconds(wait),
+                )
+                self._respond_local(self.local_status, self.local_detail)
+                return
+        rt.budget.on_request(now)
+        pool = self.conn.state.pick(rt, now)
+        self._use_pool(pool)
+        up = pool.take_idle(now, rt.idle_timeout)
         if up is not None:
             self.reused = True
             self._attach(up)
@@ -645,18 +776,27 @@ class Exchange:
         state.upstream_errors += 1
         if self.pool is not None:
             self.pool.counters.errors_total += 1
-        if not self.retried and len(rt.pools) > 1 and self.pool is not None:
-            # nothing reached the replica: try another one once
-            self.retried = True
-            failed = self.pool
+        now = self.conn.loop.time()
+        failed = self.pool
+        if failed is not None:
+            state.outliers.failure(failed.endpoint.id, now)
+        if self._may_retry(now) and failed is not None:
+            # nothing reached the replica: try another one
             self._release_pool()
-            others = tuple(i for i in rt.ids if i != failed.endpoint.id)
-            choice = state.balancer.pick(others)
-            self._use_pool(rt.pools[rt.ids.index(others[choice])])
+            self._use_pool(state.pick(rt, now, avoid=failed.endpoint.id if len(rt.pools) > 1 else None))
             self._connect()
             return
         self._release_pool()
         self._respond_local(502, f"service {rt.service}: could not connect to a replica")
+
+    def _may_retry(self, now: float) -> bool:
+        rt = self.rt
+        if rt is None or self.attempts >= rt.retries or self.conn.closed:
+            return False
+        if not rt.budget.try_retry(now):
+            return False
+        self.attempts += 1
+        return True
 
     def _attach(self, up: UpstreamConnection) -> None:
         self.up = up
@@ -684,7 +824,10 @@ class Exchange:
             if self.chunked:
                 parts.append(b"0\r\n\r\n")
             self._arm_timer()
-        transport.writelines(parts)
+        if len(parts) == 1:
+            transport.write(parts[0])
+        else:
+            transport.writelines(parts)
 
     def _arm_timer(self) -> None:
         if self.timer is None and self.rt is not None and not self.upgrade:
@@ -719,6 +862,13 @@ class Exchange:
     def on_request_body(self, data: bytes) -> None:
         if self.local_status or self.response_done or not data:
             return
+        if self.body_left >= 0:
+            self.body_left -= len(data)
+            if self.body_left < 0:
+                assert self.rt is not None
+                self.conn.broken = True
+                self.fail_request(413, f"the request body exceeds {self.rt.max_body} bytes")
+                return
         replay = self.replay
         if replay is not None:
             self.replay_size += len(data)
@@ -774,6 +924,12 @@ class Exchange:
         self._cancel_timer()
         self.replay = None
         conn = self.conn
+        pool = self.pool
+        if pool is not None and status >= 200:
+            if status >= 500:
+                conn.state.outliers.failure(pool.endpoint.id, conn.loop.time())
+            else:
+                conn.state.outliers.success(pool.endpoint.id)
         if 100 <= status < 200 and status != 101:
             if self.http11:
                 lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
@@ -940,15 +1096,31 @@ class Exchange:
                 conn.transport.abort()
             return
         self._cancel_timer()
-        if (
-            up is not None
-            and self.reused
-            and not self.retried
-            and self.replay is not None
-            and not up.got_bytes
-        ):
-            # a pooled keep-alive connection went stale: replay once on a fresh one
+        now = conn.loop.time()
+        untouched = up is not None and not up.got_bytes and self.replay is not None
+        stale = untouched and self.reused and not self.retried
+        again = (
+            not stale
+            and untouched
+            and self.rt is not None
+            and self.rt.retry_idempotent
+            and self.method in IDEMPOTENT
+            and self.request_done
+            and self._may_retry(now)
+        )
+        if not stale and self.pool is not None:
+            conn.state.outliers.failure(self.pool.endpoint.id, now)
+        if stale or again:
+            # a pooled keep-alive connection went stale (replay once on a fresh one), or the
+            # route allows retrying an idempotent request the replica dropped unanswered
             self.retried = True
+            if again and self.rt is not None and self.pool is not None:
+                failed = self.pool.endpoint.id
+                self._release_pool()
+                self._use_pool(
+                    conn.state.pick(self.rt, now, avoid=failed if len(self.rt.pools) > 1 else None)
+                )
+            assert self.replay is not None
             self.pending = list(self.replay)
             self.pending_size = sum(len(p) for p in self.pending)
             conn.add_pending(self.pending_size)

@@ -32,7 +32,13 @@ class RouteConfig:
     endpoints: tuple[Endpoint, ...] = ()  # READY replicas only; empty = answer 503
     connect_timeout: float = 2.0
     response_timeout: float = 60.0  # to the first response byte
-    idle_timeout: float = 60.0
+    idle_timeout: float = 60.0  # an idle pooled connection, or a response that stalls this long
+    retries: int = 1  # further attempts on another replica when connecting fails
+    retry_idempotent: bool = False  # also retry GET/HEAD/OPTIONS/PUT/DELETE reset before any answer
+    retry_budget: float = 0.2  # retries per second at most 3 + this share of the route's requests
+    rate_limit: float | None = None  # requests per second (token bucket); None = unlimited
+    rate_burst: float | None = None  # bucket size; None = max(1, rate_limit)
+    max_body_bytes: int | None = None  # larger request bodies get 413; None = unlimited
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,26 @@ def _validate(route: RouteConfig) -> None:
                 f"route {route.name!r}: endpoint {ep.id!r} has port {ep.port}",
                 fix="give a TCP port between 1 and 65535",
                 field="endpoints.port",
+            )
+    if route.retries < 0:
+        raise InvalidInput(
+            f"route {route.name!r}: retries is {route.retries}",
+            fix="set retries to 0 (never retry) or more",
+            field="retries",
+        )
+    if route.retry_budget < 0:
+        raise InvalidInput(
+            f"route {route.name!r}: retry_budget is negative",
+            fix="give a share of requests such as 0.2",
+            field="retry_budget",
+        )
+    for name in ("rate_limit", "rate_burst", "max_body_bytes"):
+        value = getattr(route, name)
+        if value is not None and value <= 0:
+            raise InvalidInput(
+                f"route {route.name!r}: {name} must be positive",
+                fix=f"set {name} above 0, or leave it unset for no limit",
+                field=name,
             )
     for name in ("connect_timeout", "response_timeout", "idle_timeout"):
         if getattr(route, name) <= 0:

@@ -11,9 +11,11 @@ import errno
 from collections.abc import Callable, Sequence
 
 from gs_engine.errors import Conflict, InvalidInput
+from gs_engine.gateway.limits import RetryBudget, TokenBucket
+from gs_engine.gateway.outliers import OutlierDetector
 from gs_engine.gateway.proxy import ClientConnection, ProxyState, RouteRuntime
 from gs_engine.gateway.routes import Endpoint, RouteConfig, RouteTable
-from gs_engine.gateway.stats import EndpointStats, RouteCounters, RouteStats
+from gs_engine.gateway.stats import EndpointLoad, EndpointStats, RouteCounters, RouteStats
 from gs_engine.gateway.upstream import EndpointPool
 
 SWEEP_INTERVAL = 1.0
@@ -32,8 +34,31 @@ class Gateway:
         max_idle_per_endpoint: int = 64,
         random: Callable[[], float] | None = None,
         reuse_port: bool = False,
+        header_timeout: float = 10.0,
+        max_connections_per_client: int | None = None,
+        eject_after: int = 5,
+        eject_seconds: float = 5.0,
+        eject_max_seconds: float = 60.0,
     ) -> None:
-        """`reuse_port` sets SO_REUSEPORT so several worker processes can share one port."""
+        """Bind on `start`; `set_routes` at any time.
+
+        `reuse_port` sets SO_REUSEPORT so several worker processes can share one port.
+        `header_timeout`: a client must send a request head within this many seconds of its
+        first byte (else 408 and close). `max_connections_per_client`: open connections one
+        client address may hold (more are answered 429 and closed). `eject_after` failures in
+        a row (connect errors, resets, 5xx) take a replica out for `eject_seconds`, doubled
+        on each ejection in a row up to `eject_max_seconds`.
+        """
+        if header_timeout <= 0:
+            raise InvalidInput(
+                "header_timeout must be positive", fix="give seconds above 0", field="header_timeout"
+            )
+        if max_connections_per_client is not None and max_connections_per_client < 1:
+            raise InvalidInput(
+                "max_connections_per_client must be at least 1",
+                fix="give 1 or more, or leave it unset for no cap",
+                field="max_connections_per_client",
+            )
         if not request_id_header or any(c in request_id_header for c in ": \t\r\n"):
             raise InvalidInput(
                 f"request id header {request_id_header!r} is not a header name",
@@ -47,6 +72,9 @@ class Gateway:
             max_url=max_request_line,
             max_header_bytes=max_header_bytes,
             random=random,
+            outliers=OutlierDetector(eject_after, eject_seconds, eject_max_seconds),
+            max_per_client=max_connections_per_client,
+            header_timeout=header_timeout,
         )
         self._client_idle_timeout = client_idle_timeout
         self._max_idle = max_idle_per_endpoint
@@ -54,6 +82,9 @@ class Gateway:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._counters: dict[str, RouteCounters] = {}
+        self._runtimes_by_name: dict[str, RouteRuntime] = {}
+        self._load: dict[str, EndpointLoad] = {}
+        self._load_marks: dict[str, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -148,10 +179,33 @@ class Gateway:
                 route_pools.append(pool)
             counter = counters.get(cfg.name) or self._counters.get(cfg.name) or RouteCounters(cfg.name)
             counters[cfg.name] = counter
-            runtimes.append(RouteRuntime(compiled, counter, tuple(route_pools)))
+            old = self._runtimes_by_name.get(cfg.name)
+            bucket = None
+            if cfg.rate_limit is not None:
+                burst = cfg.rate_burst if cfg.rate_burst is not None else max(1.0, cfg.rate_limit)
+                if (
+                    old is not None
+                    and old.bucket is not None
+                    and (old.bucket.rate, old.bucket.burst)
+                    == (
+                        cfg.rate_limit,
+                        burst,
+                    )
+                ):
+                    bucket = old.bucket  # a route change does not refill the bucket
+                else:
+                    bucket = TokenBucket(cfg.rate_limit, burst, _now())
+            budget = old.budget if old is not None and old.budget.ratio == cfg.retry_budget else None
+            runtimes.append(
+                RouteRuntime(
+                    compiled, counter, tuple(route_pools), bucket, budget or RetryBudget(cfg.retry_budget)
+                )
+            )
         # the swap: one table and its runtimes, both read together on the loop thread
         state.table, state.runtimes, state.pools = table, runtimes, pools
         self._counters = counters
+        self._runtimes_by_name = {rt.name: rt for rt in runtimes}
+        state.outliers.forget(set(pools))
         for ep_id, pool in old_pools.items():
             if pools.get(ep_id) is not pool:
                 pool.removed = True
@@ -172,6 +226,40 @@ class Gateway:
             for ep_id, pool in state.pools.items()
         }
 
+    def load_report(self) -> dict[str, EndpointLoad]:
+        """Per replica: requests in flight now, and requests sent to it in the last full second.
+
+        The gateway's ticker closes a one-second window each second; the autoscaler polls this
+        (or reads it once a second) for concurrency and request rate per replica.
+        """
+        state = self._state
+        out: dict[str, EndpointLoad] = {}
+        for ep_id in state.pools:
+            last = self._load.get(ep_id)
+            out[ep_id] = EndpointLoad(
+                endpoint_id=ep_id,
+                inflight=state.balancer.inflight(ep_id),
+                requests_last_second=last.requests_last_second if last is not None else 0,
+                ejected=ep_id in state.outliers.ejected,
+            )
+        return out
+
+    def _tick_load(self) -> None:
+        state = self._state
+        marks: dict[str, int] = {}
+        load: dict[str, EndpointLoad] = {}
+        for ep_id, pool in state.pools.items():
+            total = pool.counters.requests_total
+            marks[ep_id] = total
+            load[ep_id] = EndpointLoad(
+                endpoint_id=ep_id,
+                inflight=state.balancer.inflight(ep_id),
+                requests_last_second=total - self._load_marks.get(ep_id, total),
+                ejected=ep_id in state.outliers.ejected,
+            )
+        self._load_marks = marks
+        self._load = load
+
     def route_stats(self) -> dict[str, RouteStats]:
         out = {name: c.snapshot() for name, c in self._counters.items()}
         out["-"] = self._state.unmatched.snapshot()
@@ -187,18 +275,35 @@ class Gateway:
 
     # -- housekeeping ---------------------------------------------------------------------------
     async def _sweep_forever(self) -> None:
+        """The gateway's one ticker: load windows each second; head, idle and pool timeouts."""
         loop = asyncio.get_running_loop()
+        state = self._state
+        step = min(SWEEP_INTERVAL, state.header_timeout / 4)
+        next_load = loop.time() + 1.0
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(step)
             now = loop.time()
-            state = self._state
-            for rt in state.runtimes:
-                for pool in rt.pools:
-                    pool.sweep(now, rt.idle_timeout)
-            limit = self._client_idle_timeout
+            if now >= next_load:
+                next_load = max(next_load + 1.0, now + 0.5)
+                self._tick_load()
+                for rt in state.runtimes:
+                    for pool in rt.pools:
+                        pool.sweep(now, rt.idle_timeout)
+            head_limit = state.header_timeout
+            idle_limit = self._client_idle_timeout
             for client in list(state.clients):
-                if not client.queue and client.tunnel is None and now - client.last_active > limit:
+                if client.in_head:
+                    if now - client.head_started > head_limit:
+                        client.head_timed_out()
+                elif not client.queue and client.tunnel is None and now - client.last_active > idle_limit:
                     client.close()
+
+
+def _now() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return 0.0
 
 
 def _same_address(a: Endpoint, b: Endpoint) -> bool:

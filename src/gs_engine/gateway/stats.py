@@ -89,3 +89,13 @@ class EndpointStats:
     inflight: int
     requests_total: int
     errors_total: int
+
+
+@dataclass(frozen=True)
+class EndpointLoad:
+    """What the autoscaler reads per replica each second."""
+
+    endpoint_id: str
+    inflight: int
+    requests_last_second: int
+    ejected: bool = False
