@@ -496,6 +496,7 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
     via: bytes | None = None
     rid: bytes | None = None
     upgrade: bytes | None = None
+    expect_continue = False
     bad = ""
     fwd: list[tuple[bytes, bytes, bytes]] = []
     for name, value in conn.headers:
@@ -528,6 +529,11 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
             continue
         elif lname == b"x-forwarded-proto" or lname == b"x-forwarded-host":
             continue
+        elif lname == b"expect":
+            if value.strip().lower() == b"100-continue":
+                expect_continue = True
+                continue  # answered here, once the request is admitted
+            bad = "the only expectation this gateway meets is 100-continue"
         fwd.append((name, value, lname))
 
     if rid is None or not sane_request_id(rid):
@@ -535,6 +541,7 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
     head_only = method == b"HEAD"
     ex = Exchange(conn, None, method, head_only, http11, rid)
     ex.keep_alive = keep_alive
+    ex.expect_continue = expect_continue and http11
 
     if not bad:
         if te and content_length is not None:
@@ -651,6 +658,7 @@ class Exchange:
         "client_tunnel_data",
         "body_left",
         "attempts",
+        "expect_continue",
     )
 
     def __init__(
@@ -698,6 +706,7 @@ class Exchange:
         self.client_tunnel_data: list[bytes] | None = None
         self.body_left = -1  # request body bytes still allowed; -1 = no limit
         self.attempts = 0  # retries spent
+        self.expect_continue = False  # the client waits for 100 Continue before its body
 
     def set_local(self, status: int, detail: str, retry_after: int = 0) -> None:
         self.local_status = status
@@ -729,6 +738,8 @@ class Exchange:
                 self._respond_local(self.local_status, self.local_detail)
                 return
         rt.budget.on_request(now)
+        if self.expect_continue and not self.request_done:
+            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         pool = self.conn.state.pick(rt, now)
         self._use_pool(pool)
         up = pool.take_idle(now, rt.idle_timeout)
@@ -1145,6 +1156,13 @@ class Exchange:
         conn = self.conn
         self.status = status
         self.response_done = True
+        if self.expect_continue and not self.request_done:
+            # the client has not sent its body and may never: read nothing more, close after
+            self.close_after = True
+            self.request_done = True
+            conn.broken = True
+            if conn.cur is self:
+                conn.cur = None
         if not self.keep_alive or conn.eof:
             self.close_after = True
         body = problem_body(status, detail)

@@ -58,8 +58,18 @@ class LoopThread:
 class Backend:
     """An echo server with a few scripted paths (see `_respond`)."""
 
-    def __init__(self, name: str = "b1", *, drop_reused: bool = False, idle_close: float | None = None):
+    def __init__(
+        self,
+        name: str = "b1",
+        *,
+        drop_reused: bool = False,
+        idle_close: float | None = None,
+        fail_status: int | None = None,
+        reset_all: bool = False,
+    ):
         self.name = name
+        self.fail_status = fail_status  # answer every request with this status
+        self.reset_all = reset_all  # reset every connection after reading a request head
         self.drop_reused = drop_reused  # close without answering a 2nd request on a connection
         self.idle_close = idle_close  # close a keep-alive connection after this many idle seconds
         self.requests: list[dict[str, Any]] = []
@@ -117,6 +127,21 @@ class Backend:
                     headers.append((k.strip().lower(), v.strip()))
                 hd = dict(headers)
                 body = b""
+                if self.reset_all:
+                    self.requests.append({"backend": self.name, "method": method, "path": target})
+                    writer.transport.abort()
+                    break
+                if target.startswith("/sink"):
+                    n = await _discard_body(reader, hd)
+                    self.raw_bytes += n
+                    self.requests.append(
+                        {"backend": self.name, "method": method, "path": target, "body_len": n}
+                    )
+                    served += 1
+                    answer = b"%d" % n
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer))
+                    await writer.drain()
+                    continue
                 if hd.get("transfer-encoding", "").lower() == "chunked":
                     while True:
                         size = int((await reader.readline()).split(b";")[0], 16)
@@ -151,6 +176,10 @@ class Backend:
 
     async def _respond(self, req: dict[str, Any], hd: dict[str, str], w: asyncio.StreamWriter) -> bool:
         path = req["path"]
+        if self.fail_status is not None:
+            w.write(b"HTTP/1.1 %d Failing\r\ncontent-length: 4\r\n\r\nfail" % self.fail_status)
+            await w.drain()
+            return True
         q = dict(p.split("=", 1) for p in path.split("?", 1)[1].split("&")) if "?" in path else {}
         if path.startswith("/reset"):
             w.transport.abort()
@@ -183,6 +212,25 @@ class Backend:
                 w.write(data.upper())
                 await w.drain()
             return False
+        if path.startswith("/status"):
+            code = int(q["code"])
+            extra = b'etag: "v1"\r\n' if code == 304 else b""
+            w.write(b"HTTP/1.1 %d X\r\n%s\r\n" % (code, extra))
+            await w.drain()
+            return True
+        if path.startswith("/hints"):
+            w.write(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n")
+            await w.drain()
+            w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal")
+            await w.drain()
+            return True
+        if path.startswith("/nolength"):
+            w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end")
+            await w.drain()
+            return False
+        if path.startswith("/ws"):
+            await _websocket_echo(hd, self._readers[w], w)
+            return False
         if path.startswith("/hop"):
             w.write(
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: x-secret\r\nx-secret: 1\r\n"
@@ -197,6 +245,87 @@ class Backend:
         )
         await w.drain()
         return True
+
+
+async def _discard_body(reader: asyncio.StreamReader, hd: dict[str, str]) -> int:
+    """Read a request body without keeping it; the number of body bytes."""
+    total = 0
+    if hd.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                await reader.readline()
+                return total
+            left = size
+            while left:
+                left -= len(await reader.read(min(left, 1 << 20)))
+            total += size
+            await reader.readexactly(2)
+    left = int(hd.get("content-length", "0"))
+    while left:
+        got = await reader.read(min(left, 1 << 20))
+        if not got:
+            break
+        left -= len(got)
+        total += len(got)
+    return total
+
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def websocket_accept(key: bytes) -> bytes:
+    import base64
+
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+
+
+def websocket_frame(payload_: bytes, *, opcode: int = 1, mask: bytes | None = None) -> bytes:
+    """One final frame (RFC 6455), masked when `mask` (4 bytes) is given."""
+    head = bytes([0x80 | opcode])
+    n = len(payload_)
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + n.to_bytes(8, "big")
+    if mask:
+        payload_ = bytes(b ^ mask[i % 4] for i, b in enumerate(payload_))
+        head += mask
+    return head + payload_
+
+
+async def read_websocket_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    mask = await reader.readexactly(4) if b1 & 0x80 else None
+    data = await reader.readexactly(n)
+    if mask:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return b0 & 0x0F, data
+
+
+async def _websocket_echo(hd: dict[str, str], reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    accept = websocket_accept(hd["sec-websocket-key"].encode())
+    w.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"sec-websocket-accept: %s\r\n\r\n" % accept
+    )
+    await w.drain()
+    while True:
+        opcode, data = await read_websocket_frame(reader)
+        if opcode == 8:  # close: answer it and stop
+            w.write(websocket_frame(data, opcode=8))
+            await w.drain()
+            return
+        w.write(websocket_frame(data, opcode=opcode))
+        await w.drain()
 
 
 class GatewayRunner:
