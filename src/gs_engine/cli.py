@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
@@ -54,7 +54,9 @@ class _Global:
 
 state = _Global()
 
-NamespaceOpt = typer.Option("default", "--namespace", "-n", help="namespace of the service", envvar="GSE_NAMESPACE")
+NamespaceOpt = typer.Option(
+    "default", "--namespace", "-n", help="namespace of the service", envvar="GSE_NAMESPACE"
+)
 OutputOpt = typer.Option(Output.table, "--output", "-o", help="table for people, json or yaml for scripts")
 
 
@@ -84,8 +86,12 @@ def fail(message: str, code: int = 1) -> None:
 @app.callback()
 def main_options(
     api_url: str | None = typer.Option(None, "--api-url", envvar="GSE_API_URL", help="engine API address"),
-    token: str | None = typer.Option(None, "--token", envvar="GSE_TOKEN", help="API bearer token", show_default=False),
-    home: Path | None = typer.Option(None, "--home", envvar="GSE_HOME", help="data directory (store, token, logs)"),
+    token: str | None = typer.Option(
+        None, "--token", envvar="GSE_TOKEN", help="API bearer token", show_default=False
+    ),
+    home: Path | None = typer.Option(
+        None, "--home", envvar="GSE_HOME", help="data directory (store, token, logs)"
+    ),
 ) -> None:
     state.api_url = api_url
     state.token = token
@@ -102,13 +108,20 @@ def version() -> None:
 def up(
     api_host: str = typer.Option("127.0.0.1", "--api-host", envvar="GSE_API_HOST", help="API listen address"),
     api_port: int = typer.Option(7070, "--api-port", envvar="GSE_API_PORT", help="API port"),
-    gateway_host: str = typer.Option("127.0.0.1", "--gateway-host", envvar="GSE_GATEWAY_HOST", help="gateway address"),
+    gateway_host: str = typer.Option(
+        "127.0.0.1", "--gateway-host", envvar="GSE_GATEWAY_HOST", help="gateway address"
+    ),
     gateway_port: int = typer.Option(8080, "--gateway-port", envvar="GSE_GATEWAY_PORT", help="gateway port"),
     database_url: str = typer.Option(
-        "", "--database-url", envvar="GSE_DATABASE_URL", help="SQLAlchemy URL; default SQLite in the data directory"
+        "",
+        "--database-url",
+        envvar="GSE_DATABASE_URL",
+        help="SQLAlchemy URL; default SQLite in the data directory",
     ),
     runtime: str = typer.Option("process", "--runtime", envvar="GSE_RUNTIME", help="where replicas run"),
-    replica_host: str = typer.Option("127.0.0.1", "--replica-host", envvar="GSE_REPLICA_HOST", help="replica address"),
+    replica_host: str = typer.Option(
+        "127.0.0.1", "--replica-host", envvar="GSE_REPLICA_HOST", help="replica address"
+    ),
 ) -> None:
     """Run the API server, controllers and gateway in the foreground (Ctrl-C stops everything)."""
     from gs_engine.engine import run_engine
@@ -146,7 +159,9 @@ def load_document(path: str) -> tuple[dict[str, Any], Path]:
         try:
             text = file.read_text()
         except FileNotFoundError:
-            raise InvalidInput(f"no such file: {path}", fix="give the path of a service YAML with -f") from None
+            raise InvalidInput(
+                f"no such file: {path}", fix="give the path of a service YAML with -f"
+            ) from None
         base = file.resolve().parent
     spec = load_service(text)
     document: dict[str, Any] = spec.to_document()
@@ -198,8 +213,14 @@ def wait_ready(api: ApiClient, namespace: str, name: str, timeout: float) -> dic
                 console.print(f"service {namespace}/{name} ready: {ready}/{want} replicas at {st.get('url')}")
                 return service
             failure = conditions.get("ReplicaFailure", {})
-            if failure.get("status") == "True" and failure.get("reason") in ("FailedCreate", "CrashLoopBackOff"):
-                fail(f"service {namespace}/{name} is failing: {failure.get('reason')}: {failure.get('message')}")
+            if failure.get("status") == "True" and failure.get("reason") in (
+                "FailedCreate",
+                "CrashLoopBackOff",
+            ):
+                fail(
+                    f"service {namespace}/{name} is failing: "
+                    f"{failure.get('reason')}: {failure.get('message')}"
+                )
             if time.monotonic() > deadline:
                 fail(f"service {namespace}/{name} not ready after {timeout:.0f}s ({ready}/{want} ready)")
             time.sleep(0.2)
@@ -225,7 +246,9 @@ def _age(value: Any) -> str:
 @get_app.command("services")
 def get_services(
     namespace: str | None = typer.Option(None, "--namespace", "-n", help="only this namespace"),
-    selector: str | None = typer.Option(None, "--selector", "-l", help="label selector key=value[,key=value]"),
+    selector: str | None = typer.Option(
+        None, "--selector", "-l", help="label selector key=value[,key=value]"
+    ),
     output: Output = OutputOpt,
 ) -> None:
     """List services."""
@@ -270,7 +293,9 @@ def get_replicas(
     """List replicas as the runtime sees them now."""
     with client() as api:
         items = api.replicas(namespace, service)
-    table = Table("NAMESPACE", "SERVICE", "REPLICA", "STATE", "READY", "ADDRESS", "PID", "RESTARTS", "AGE", box=None)
+    table = Table(
+        "NAMESPACE", "SERVICE", "REPLICA", "STATE", "READY", "ADDRESS", "PID", "RESTARTS", "AGE", box=None
+    )
     for r in items:
         table.add_row(
             r["namespace"],
@@ -349,7 +374,9 @@ def _events_table(items: list[dict[str, Any]]) -> Table:
 # --- describe, delete, scale, logs, call ------------------------------------------------------
 @describe_app.command("service")
 def describe_service(
-    name: str = typer.Argument(..., help="service name"), namespace: str = NamespaceOpt, output: Output = OutputOpt
+    name: str = typer.Argument(..., help="service name"),
+    namespace: str = NamespaceOpt,
+    output: Output = OutputOpt,
 ) -> None:
     """A service's spec summary, status, conditions, replicas and recent events."""
     with client() as api:
@@ -362,11 +389,17 @@ def describe_service(
     st = service.get("status") or {}
     spec = service["spec"]["service"]
     console.print(f"[bold]Service[/] {namespace}/{name}", highlight=False)
-    console.print(f"  generation {service['generation']} (observed {service['observedGeneration']}), "
-                  f"revision {service['revision']}{', deleting' if service['deleting'] else ''}", highlight=False)
+    console.print(
+        f"  generation {service['generation']} (observed {service['observedGeneration']}), "
+        f"revision {service['revision']}{', deleting' if service['deleting'] else ''}",
+        highlight=False,
+    )
     console.print(f"  url        {st.get('url', '-')}", highlight=False)
-    console.print(f"  replicas   {st.get('readyReplicas', 0)} ready / {st.get('desiredReplicas', spec['replicas'])} "
-                  f"desired ({st.get('updatedReplicas', 0)} on the current revision)", highlight=False)
+    console.print(
+        f"  replicas   {st.get('readyReplicas', 0)} ready / {st.get('desiredReplicas', spec['replicas'])} "
+        f"desired ({st.get('updatedReplicas', 0)} on the current revision)",
+        highlight=False,
+    )
     labels = ", ".join(f"{k}={v}" for k, v in (service.get("labels") or {}).items()) or "-"
     console.print(f"  labels     {labels}", highlight=False)
     for c in spec["containers"]:
@@ -378,8 +411,14 @@ def describe_service(
     console.print(conditions)
     table = Table("REPLICA", "STATE", "READY", "ADDRESS", "RESTARTS", "MESSAGE", box=None)
     for r in replicas:
-        table.add_row(r["id"].split(".", 1)[-1], r["state"], "yes" if r["ready"] else "no",
-                      f"{r['host']}:{r['port']}", str(r["restarts"]), r.get("message", ""))
+        table.add_row(
+            r["id"].split(".", 1)[-1],
+            r["state"],
+            "yes" if r["ready"] else "no",
+            f"{r['host']}:{r['port']}",
+            str(r["restarts"]),
+            r.get("message", ""),
+        )
     console.print(table)
     console.print("[bold]Events[/]")
     console.print(_events_table(events))
@@ -389,7 +428,9 @@ def describe_service(
 def delete_service(
     name: str = typer.Argument(..., help="service name"),
     namespace: str = NamespaceOpt,
-    wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until its replicas are drained and stopped"),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="wait until its replicas are drained and stopped"
+    ),
     timeout: float = typer.Option(60.0, "--timeout", help="seconds to wait"),
 ) -> None:
     """Drain a service's replicas, stop them, and remove the service."""
@@ -446,7 +487,9 @@ def call(
     name: str = typer.Argument(..., help="service name"),
     path: str = typer.Argument("/", help="path under the service's route, e.g. /predict"),
     data: str | None = typer.Option(None, "--data", "-d", help="request body ('@FILE' reads a file)"),
-    method: str | None = typer.Option(None, "--request", "-X", help="HTTP method (default GET, or POST with -d)"),
+    method: str | None = typer.Option(
+        None, "--request", "-X", help="HTTP method (default GET, or POST with -d)"
+    ),
     header: list[str] = typer.Option([], "--header", "-H", help="extra header 'Name: value'"),
     namespace: str = NamespaceOpt,
     include: bool = typer.Option(False, "--include", "-i", help="print the status line and headers"),
@@ -476,8 +519,13 @@ def call(
     if gateway:
         target = gateway.rstrip("/") + st["route"]["pathPrefix"].rstrip("/") + "/" + path.lstrip("/")
     try:
-        response = httpx.request(method or ("POST" if body is not None else "GET"), target, content=body,
-                                 headers=headers, timeout=60)
+        response = httpx.request(
+            method or ("POST" if body is not None else "GET"),
+            target,
+            content=body,
+            headers=headers,
+            timeout=60,
+        )
     except httpx.HTTPError as exc:
         fail(f"request to {target} failed: {exc}")
         return

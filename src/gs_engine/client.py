@@ -46,7 +46,9 @@ def read_token(settings: Settings) -> str:
             fix="start the engine with 'gse up' (it writes the token there), or set GSE_TOKEN / --token",
         ) from None
     except PermissionError:
-        raise Unauthorized(f"cannot read the API token in {path}", fix="run as the user who started 'gse up'") from None
+        raise Unauthorized(
+            f"cannot read the API token in {path}", fix="run as the user who started 'gse up'"
+        ) from None
 
 
 def error_from_response(response: httpx.Response) -> GseError:
@@ -76,8 +78,12 @@ class ApiClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, api_url: str | None = None, token: str | None = None) -> ApiClient:
-        return cls(api_url or os.environ.get("GSE_API_URL") or settings.api_url, token or read_token(settings))
+    def from_settings(
+        cls, settings: Settings, api_url: str | None = None, token: str | None = None
+    ) -> ApiClient:
+        return cls(
+            api_url or os.environ.get("GSE_API_URL") or settings.api_url, token or read_token(settings)
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -97,7 +103,9 @@ class ApiClient:
                 fix="start it with 'gse up', or point --api-url / GSE_API_URL at a running engine",
             ) from None
         except httpx.TimeoutException:
-            raise TemporaryBackendError(f"the GS-Engine API at {self.base_url} did not answer in time") from None
+            raise TemporaryBackendError(
+                f"the GS-Engine API at {self.base_url} did not answer in time"
+            ) from None
         if response.status_code >= 400:
             raise error_from_response(response)
         return response
@@ -113,7 +121,9 @@ class ApiClient:
         result: dict[str, Any] = self.json("PUT", path, json=document)
         return result
 
-    def list_services(self, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
+    def list_services(
+        self, namespace: str | None = None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": 1000}
         if namespace:
             params["namespace"] = namespace
@@ -176,4 +186,3 @@ class ApiClient:
     def simulate(self, case: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.json("POST", "/api/v1/autoscaling/simulate", json=case)
         return result
-

@@ -61,7 +61,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise ValueError(f"{name}={raw!r} is not a port number; set it to an integer such as {default}") from exc
+        raise ValueError(
+            f"{name}={raw!r} is not a port number; set it to an integer such as {default}"
+        ) from exc
 
 
 def load_settings() -> Settings:

@@ -67,7 +67,10 @@ class EngineProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gs_engine.cli", "up"], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "gs_engine.cli", "up"],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -76,11 +76,21 @@ def test_cli_round_trip(engine: EngineProcess, tmp_path: Path) -> None:
     ("args", "stdin", "message"),
     [
         (["apply", "-f", "-"], "service: [\n", "not valid YAML at line"),
-        (["apply", "-f", "-"], "service:\n  name: Web_1\n  containers: [{command: [python]}]\n", "service.name"),
-        (["apply", "-f", "-"], "service:\n  name: w\n  containers: [{command: [python]}]\n  colour: red\n",
-         "unknown field 'colour'"),
-        (["apply", "-f", "-"], "service:\n  name: w\n  containers: [{command: [not-a-real-binary]}]\n",
-         "not-a-real-binary"),
+        (
+            ["apply", "-f", "-"],
+            "service:\n  name: Web_1\n  containers: [{command: [python]}]\n",
+            "service.name",
+        ),
+        (
+            ["apply", "-f", "-"],
+            "service:\n  name: w\n  containers: [{command: [python]}]\n  colour: red\n",
+            "unknown field 'colour'",
+        ),
+        (
+            ["apply", "-f", "-"],
+            "service:\n  name: w\n  containers: [{command: [not-a-real-binary]}]\n",
+            "not-a-real-binary",
+        ),
         (["apply", "-f", "/no/such/file.yaml"], None, "no such file"),
         (["call", "ghost", "/"], None, "service default/ghost not found"),
         (["describe", "service", "ghost"], None, "not found"),

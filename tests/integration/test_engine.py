@@ -1,4 +1,4 @@
-"""The real engine (`gse up` as a child process) on loopback: deploy, serve, heal, roll out, delete, restart."""
+"""The real engine (`gse up` as a child process) on loopback: deploy, heal, roll out, delete, restart."""
 
 from __future__ import annotations
 
@@ -63,11 +63,17 @@ def test_crash_loop_shows_in_status_and_others_unaffected(engine: EngineProcess)
     with engine.client() as api:
         api.apply(echo_service("steady"))
         crashing = echo_service("crashy")
-        crashing["service"]["containers"][0]["command"] = ["python", "-c", "import sys; print('boom'); sys.exit(3)"]
+        crashing["service"]["containers"][0]["command"] = [
+            "python",
+            "-c",
+            "import sys; print('boom'); sys.exit(3)",
+        ]
         api.apply(crashing)
 
         def crash_looping() -> bool:
-            conditions = {c["type"]: c for c in api.get_service("default", "crashy")["status"].get("conditions", [])}
+            conditions = {
+                c["type"]: c for c in api.get_service("default", "crashy")["status"].get("conditions", [])
+            }
             failure = conditions.get("ReplicaFailure", {})
             return failure.get("reason") == "CrashLoopBackOff" and "code 3" in failure.get("message", "")
 
@@ -295,5 +301,5 @@ def test_openapi_and_metrics(engine: EngineProcess) -> None:
     for _ in range(5):
         assert httpx.get(f"{engine.gateway_url}/default/counted/").status_code == 200
     text = httpx.get(f"{engine.api_url}/metrics").text
-    assert 'gse_gateway_requests_total{' in text and 'default/counted' in text
+    assert "gse_gateway_requests_total{" in text and "default/counted" in text
     assert "gse_controller_passes" in text

@@ -20,7 +20,8 @@ def create_app(engine: Any) -> FastAPI:
         version=__version__,
         description=(
             "Deploy AI services on this edge node: services, replicas, routes, nodes and events. "
-            "Every /api/v1 route needs `Authorization: Bearer TOKEN` (the admin token is in GSE_HOME/admin.token)."
+            "Every /api/v1 route needs `Authorization: Bearer TOKEN` "
+            "(the admin token is in GSE_HOME/admin.token)."
         ),
         openapi_url="/openapi.json",
         docs_url="/docs",

@@ -21,7 +21,9 @@ def problem_response(error: GseError) -> JSONResponse:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if error.http_status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="gs-engine"'
-    return JSONResponse(error.as_problem(), status_code=error.http_status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(
+        error.as_problem(), status_code=error.http_status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def _plain_problem(status: int, title: str, detail: str) -> JSONResponse:

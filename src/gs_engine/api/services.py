@@ -137,10 +137,16 @@ async def put_service(request: Request, namespace: str, name: str) -> JSONRespon
     spec = await read_document(request)
     problems = []
     if spec.name != name:
-        problems.append(Problem("service.name", f"is {spec.name!r} but the URL names {name!r}", "make them equal"))
+        problems.append(
+            Problem("service.name", f"is {spec.name!r} but the URL names {name!r}", "make them equal")
+        )
     if spec.namespace != namespace:
         problems.append(
-            Problem("service.namespace", f"is {spec.namespace!r} but the URL names {namespace!r}", "make them equal")
+            Problem(
+                "service.namespace",
+                f"is {spec.namespace!r} but the URL names {namespace!r}",
+                "make them equal",
+            )
         )
     if problems:
         raise InvalidInput("the document does not match the URL", problems=problems)
@@ -174,7 +180,9 @@ async def scale_service(request: Request, namespace: str, name: str, body: Scale
     return service_view(record)
 
 
-@router.delete("/namespaces/{namespace}/services/{name}", status_code=202, summary="Drain and delete a service")
+@router.delete(
+    "/namespaces/{namespace}/services/{name}", status_code=202, summary="Drain and delete a service"
+)
 async def delete_service(request: Request, namespace: str, name: str) -> dict[str, Any]:
     engine = _engine(request)
     record = await asyncio.to_thread(engine.store.mark_deleting, namespace, name)
@@ -219,7 +227,9 @@ async def service_logs(
     if replica:
         replicas = [r for r in replicas if r.replica_id == replica or r.replica_id.endswith(replica)]
         if not replicas:
-            raise NotFound(f"service {namespace}/{name} has no replica {replica!r}", fix="list them: gse get replicas")
+            raise NotFound(
+                f"service {namespace}/{name} has no replica {replica!r}", fix="list them: gse get replicas"
+            )
     if not follow:
         parts = []
         for r in replicas:
@@ -259,7 +269,9 @@ async def _follow(engine: Any, replicas: list[Any]) -> AsyncIterator[str]:
 
 # --- replicas and nodes -----------------------------------------------------------------------
 @router.get("/replicas", summary="Replicas as the runtime sees them now")
-async def list_replicas(request: Request, namespace: str | None = None, service: str | None = None) -> dict[str, Any]:
+async def list_replicas(
+    request: Request, namespace: str | None = None, service: str | None = None
+) -> dict[str, Any]:
     engine = _engine(request)
     draining = engine.controller.draining_ids()
     items = [
@@ -299,6 +311,8 @@ async def get_namespace(request: Request, namespace: str) -> dict[str, Any]:
     return namespace_view(record)
 
 
-@router.delete("/namespaces/{namespace}", status_code=204, summary="Delete an empty namespace", response_model=None)
+@router.delete(
+    "/namespaces/{namespace}", status_code=204, summary="Delete an empty namespace", response_model=None
+)
 async def delete_namespace(request: Request, namespace: str) -> None:
     await asyncio.to_thread(_engine(request).store.delete_namespace, namespace)

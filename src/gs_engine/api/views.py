@@ -59,7 +59,8 @@ def node_view(node: NodeInfo) -> dict[str, Any]:
         "memory": {"bytes": node.memory_bytes, "availableBytes": node.memory_available_bytes},
         "numaNodes": node.numa_nodes,
         "gpus": [
-            {"index": g.index, "name": g.name, "memoryBytes": g.memory_bytes, "uuid": g.uuid} for g in node.gpus
+            {"index": g.index, "name": g.name, "memoryBytes": g.memory_bytes, "uuid": g.uuid}
+            for g in node.gpus
         ],
         "labels": dict(node.labels),
     }

@@ -178,9 +178,7 @@ def plan_service(
         replica_id = new_replica_id()
         start.append(ReplicaToStart(replica_id, 0, restart=False))
     if missing > 0:
-        events.append(
-            PlanEvent("ScalingUp", f"starting {missing} replica(s) of revision {desired.revision}")
-        )
+        events.append(PlanEvent("ScalingUp", f"starting {missing} replica(s) of revision {desired.revision}"))
     surplus = -missing
     if surplus > 0:
         victims = scale_down_order(current)[:surplus]

@@ -287,7 +287,9 @@ class ServiceController:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _event(self, record: Any, reason: str, message: str, data: dict[str, Any] | None = None) -> None:
+    async def _event(
+        self, record: Any, reason: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
         await asyncio.to_thread(
             self.store.add_event,
             record.namespace,
@@ -299,35 +301,51 @@ class ServiceController:
             data,
         )
 
-    async def _write_status(self, record: Any, plan: ServicePlan, observed: Sequence[ReplicaObservation]) -> None:
+    async def _write_status(
+        self, record: Any, plan: ServicePlan, observed: Sequence[ReplicaObservation]
+    ) -> None:
         key = (record.namespace, record.name)
         failure = self._create_failures.get(key)
         conditions = [
-            {"type": c.type, "status": "True" if c.status else "False", "reason": c.reason, "message": c.message}
+            {
+                "type": c.type,
+                "status": "True" if c.status else "False",
+                "reason": c.reason,
+                "message": c.message,
+            }
             for c in plan.conditions
         ]
         if failure:
             conditions = [c for c in conditions if c["type"] != "ReplicaFailure"]
             conditions.append(
-                {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": failure.message}
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": failure.message,
+                }
             )
         route = route_for(record, ())
-        url = self.gateway_url + route.path_prefix if not route.host else f"http://{route.host}{route.path_prefix}"
+        url = (
+            self.gateway_url + route.path_prefix
+            if not route.host
+            else f"http://{route.host}{route.path_prefix}"
+        )
         status = {
             "revision": record.revision,
             "desiredReplicas": plan.desired_replicas,
             "readyReplicas": plan.ready_replicas,
             "updatedReplicas": plan.updated_replicas,
             "replicas": len(observed),
-            "endpoints": [
-                {"replica": r.replica_id, "host": r.host, "port": r.port} for r in plan.endpoints
-            ],
+            "endpoints": [{"replica": r.replica_id, "host": r.host, "port": r.port} for r in plan.endpoints],
             "url": url,
             "route": {"pathPrefix": route.path_prefix, "host": route.host},
             "conditions": conditions,
         }
         if self._last_status.get(key) != status or record.observed_generation != record.generation:
-            await asyncio.to_thread(self.store.update_status, record.namespace, record.name, status, record.generation)
+            await asyncio.to_thread(
+                self.store.update_status, record.namespace, record.name, status, record.generation
+            )
             self._last_status[key] = status
         rows = [_replica_row(r, self._draining) for r in observed]
         signature = [tuple(sorted(row.items())) for row in rows]

@@ -23,7 +23,9 @@ class EngineCollector(Collector):
         errors = CounterMetricFamily("gse_controller_errors", "Reconcile passes that failed")
         errors.add_metric([], metrics.errors)
         yield errors
-        duration = GaugeMetricFamily("gse_controller_last_pass_seconds", "Duration of the last reconcile pass")
+        duration = GaugeMetricFamily(
+            "gse_controller_last_pass_seconds", "Duration of the last reconcile pass"
+        )
         duration.add_metric([], metrics.last_duration)
         yield duration
         replicas = GaugeMetricFamily(

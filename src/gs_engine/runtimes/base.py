@@ -99,7 +99,7 @@ class Runtime(Protocol):
         """SIGTERM (or the backend's equivalent), then force after the grace period."""
 
     def watch(self, callback: Callable[[], None]) -> None:
-        """Register a no-argument callback run on the event loop when a replica's state or readiness changes."""
+        """Register a callback (no arguments, run on the event loop) for state or readiness changes."""
 
     def replicas(self) -> list[ReplicaObservation]:
         """What runs now, as last observed. Cheap; no I/O on the caller's path."""

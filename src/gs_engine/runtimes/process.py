@@ -428,7 +428,7 @@ class ProcessRuntime:
         self._watchers: list[Callable[[], None]] = []
 
     def watch(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (no arguments, on the event loop) whenever a replica's readiness or state changes."""
+        """Call `callback` (no arguments, on the event loop) when a replica's readiness or state changes."""
         self._watchers.append(callback)
 
     def _changed(self) -> None:

@@ -137,7 +137,12 @@ def test_long_run_resets_backoff() -> None:
 
 def test_crash_loop_shows_in_conditions() -> None:
     crashed = replica(
-        "a", state=ReplicaState.EXITED, ready=False, started_at=99.0, exited_at=99.5, attempt=CRASH_LOOP_ATTEMPTS
+        "a",
+        state=ReplicaState.EXITED,
+        ready=False,
+        started_at=99.0,
+        exited_at=99.5,
+        attempt=CRASH_LOOP_ATTEMPTS,
     )
     result = plan(desired(1), [crashed])
     failure = {c.type: c for c in result.conditions}["ReplicaFailure"]
@@ -166,7 +171,9 @@ def test_rollout_keeps_old_until_new_ready() -> None:
 
 
 def test_exited_old_revision_is_forgotten_not_restarted() -> None:
-    result = plan(desired(1), [replica("o", revision=OLD, state=ReplicaState.EXITED, ready=False), replica("n")])
+    result = plan(
+        desired(1), [replica("o", revision=OLD, state=ReplicaState.EXITED, ready=False), replica("n")]
+    )
     assert result.forget == ("o",)
     assert result.start == ()
 
