@@ -215,9 +215,15 @@ def container_percentiles(usage: ContainerUsage, config: VpaConfig, now: float) 
         memory_buckets,
         ((p.bytes, decay_weight(now - p.at, config.half_life_seconds)) for p in usage.memory_peaks),
     )
+    # A bucket's upper edge can lie above every sample in it; never estimate more than was seen.
+    cpu_seen = max((s.cores for s in usage.cpu_samples), default=0.0)
+    memory_seen = max((float(p.bytes) for p in usage.memory_peaks), default=0.0)
     fractions = (config.target_percentile, config.lower_bound_percentile, config.upper_bound_percentile)
     return {
-        f: Resources(percentile(cpu_buckets, cpu, f), percentile(memory_buckets, memory, f))
+        f: Resources(
+            min(percentile(cpu_buckets, cpu, f), cpu_seen),
+            min(percentile(memory_buckets, memory, f), memory_seen),
+        )
         for f in fractions
     }
 

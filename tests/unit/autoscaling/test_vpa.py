@@ -114,7 +114,7 @@ def test_bounds_with_a_week_of_history() -> None:
     config = VpaConfig(samples_per_day=1)
     samples = tuple(CpuSample(d * DAY_SECONDS, 2.0) for d in range(8))  # 7 days, conf = 7
     rec = recommend([ContainerUsage("c", samples)], config, 7 * DAY_SECONDS)["c"]
-    edge = CPU.start(CPU.index(2.0) + 1) * 1.15
+    edge = min(CPU.start(CPU.index(2.0) + 1), 2.0) * 1.15  # the bucket edge, capped at the largest sample
     assert rec.target.cpu == pytest.approx(edge)
     assert rec.upper_bound.cpu == pytest.approx(edge * (1 + 1 / 7))
     assert rec.lower_bound.cpu == pytest.approx(edge * (1 + 0.001 / 7) ** -2.5)
@@ -145,3 +145,30 @@ def test_memory_uses_peaks() -> None:
     peaks = tuple(MemoryPeak(0, float(v) * 1e8) for v in range(1, 11))
     rec = recommend([ContainerUsage("c", (), peaks)], VpaConfig(safety_margin_fraction=0))["c"]
     assert 9e8 < rec.target.memory <= 9e8 * 1.05 + 1e7
+
+
+def test_single_sample_target_is_the_sample_plus_margin_through_simulate() -> None:
+    from gs_engine.autoscaling.simulate import simulate
+
+    case = {
+        "policy": "vpa",
+        "containers": [
+            {
+                "name": "c",
+                "cpuSamples": [{"ageSeconds": 60, "cores": 3.14}],
+                "memoryPeaks": [{"ageSeconds": 60, "bytes": 3140000000}],
+            }
+        ],
+        "config": {"safetyMarginFraction": 0.1},
+    }
+    target = simulate(case)["containers"]["c"]["target"]
+    assert target["cpu"] == pytest.approx(3.454, abs=0.001)
+    assert target["memory"] == pytest.approx(3.454e9, rel=1e-6)
+
+
+def test_percentile_never_exceeds_the_largest_sample() -> None:
+    from gs_engine.autoscaling.vpa import ContainerUsage, CpuSample, recommend
+
+    samples = tuple(CpuSample(at=-i, cores=0.5 + 0.001 * i) for i in range(100))
+    rec = recommend([ContainerUsage("c", samples, ())], now=0.0)["c"]
+    assert rec.target.cpu <= max(s.cores for s in samples) * 1.15 + 1e-9
