@@ -254,7 +254,7 @@ class Gateway:
             load[ep_id] = EndpointLoad(
                 endpoint_id=ep_id,
                 inflight=state.balancer.inflight(ep_id),
-                requests_last_second=total - self._load_marks.get(ep_id, total),
+                requests_last_second=total - self._load_marks.get(ep_id, 0),
                 ejected=ep_id in state.outliers.ejected,
             )
         self._load_marks = marks
