@@ -19,8 +19,24 @@ from gs_engine.spec.service import ServiceSpec
 TOP_KEY = "service"
 
 
+MAX_ALIASES = 64  # a service document needs few, if any; many aliases is an expansion bomb
+
+
 class _UniqueKeySafeLoader(yaml.SafeLoader):  # type: ignore[misc]  # no stubs for PyYAML
-    """The safe loader, refusing a key written twice in one mapping (YAML would keep the last)."""
+    """The safe loader, refusing a key written twice in one mapping (YAML would keep the last)
+    and documents with more than MAX_ALIASES aliases (nested aliases expand exponentially)."""
+
+    aliases_seen = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            self.aliases_seen += 1
+            if self.aliases_seen > MAX_ALIASES:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_ALIASES} aliases (*name) in one document", event.start_mark
+                )
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:

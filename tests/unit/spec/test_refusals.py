@@ -253,3 +253,24 @@ def test_refusal_is_one_readable_error() -> None:
     assert doc["status"] == 422
     assert doc["problems"] == [p.as_dict() for p in caught.value.problems]
     assert "service.replicas" in str(caught.value)
+
+
+def test_alias_expansion_bomb_is_refused() -> None:
+    from gs_engine.errors import SpecInvalid
+    from gs_engine.spec import load_service
+
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 12):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 9)}]")
+    bomb = "\n".join(lines) + "\nservice: {name: x, containers: [{command: [python]}], labels: *a11}\n"
+    with pytest.raises(SpecInvalid) as refused:
+        load_service(bomb)
+    assert "aliases" in str(refused.value)
+
+
+def test_a_few_aliases_are_fine() -> None:
+    from gs_engine.spec import load_service
+
+    ok = "service:\n  name: x\n  labels: &l {app: x}\n  containers: [{command: [python]}]\n"
+    assert load_service(ok).labels == {"app": "x"}
