@@ -294,7 +294,18 @@ def get_replicas(
     with client() as api:
         items = api.replicas(namespace, service)
     table = Table(
-        "NAMESPACE", "SERVICE", "REPLICA", "STATE", "READY", "ADDRESS", "PID", "RESTARTS", "AGE", box=None
+        "NAMESPACE",
+        "SERVICE",
+        "REPLICA",
+        "STATE",
+        "READY",
+        "ADDRESS",
+        "PID",
+        "RESTARTS",
+        "CPU",
+        "MEMORY",
+        "AGE",
+        box=None,
     )
     for r in items:
         table.add_row(
@@ -306,6 +317,8 @@ def get_replicas(
             f"{r['host']}:{r['port']}",
             str(r.get("pid") or ""),
             str(r.get("restarts", 0)),
+            "-" if r.get("cpuCores") is None else f"{r['cpuCores'] * 1000:.0f}m",
+            _bytes(r.get("memoryBytes")),
             _age(r.get("startedAt")),
         )
     emit(items, output, table)

@@ -47,6 +47,7 @@ def test_cli_round_trip(engine: EngineProcess, tmp_path: Path) -> None:
     assert "cli-echo" in table.stdout and "1/1" in table.stdout
     as_yaml = yaml.safe_load(gse(engine, "get", "replicas", "-o", "yaml").stdout)
     assert as_yaml[0]["service"] == "cli-echo" and as_yaml[0]["ready"] is True
+    assert as_yaml[0]["memoryBytes"] > 1_000_000 and as_yaml[0]["cpuCores"] >= 0  # psutil, per replica
 
     called = gse(engine, "call", "cli-echo", "/hello", "-d", '{"a": 1}')
     assert called.returncode == 0, called.stderr

@@ -274,10 +274,17 @@ async def list_replicas(
 ) -> dict[str, Any]:
     engine = _engine(request)
     draining = engine.controller.draining_ids()
-    items = [
-        replica_view(r, r.replica_id in draining)
+    chosen = [
+        r
         for r in engine.runtime.replicas()
         if (namespace is None or r.namespace == namespace) and (service is None or r.service == service)
+    ]
+    stats = await asyncio.gather(
+        *(engine.runtime.stats(r.replica_id) for r in chosen), return_exceptions=True
+    )
+    items = [
+        replica_view(r, r.replica_id in draining, s if not isinstance(s, BaseException) else None)
+        for r, s in zip(chosen, stats, strict=True)
     ]
     items.sort(key=lambda r: (r["namespace"], r["service"], r["id"]))
     return {"items": items}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gs_engine.runtimes.base import NodeInfo, ReplicaObservation
+from gs_engine.runtimes.base import NodeInfo, ReplicaObservation, ReplicaStats
 
 
 def _iso(value: Any) -> Any:
@@ -30,7 +30,9 @@ def service_view(record: Any) -> dict[str, Any]:
     }
 
 
-def replica_view(replica: ReplicaObservation, draining: bool = False) -> dict[str, Any]:
+def replica_view(
+    replica: ReplicaObservation, draining: bool = False, stats: ReplicaStats | None = None
+) -> dict[str, Any]:
     state = "Draining" if draining and replica.state.value != "Exited" else replica.state.value
     return {
         "id": replica.replica_id,
@@ -47,6 +49,8 @@ def replica_view(replica: ReplicaObservation, draining: bool = False) -> dict[st
         "startedAt": replica.started_at,
         "exitCode": replica.exit_code,
         "message": replica.message,
+        "cpuCores": round(stats.cpu_cores, 4) if stats else None,
+        "memoryBytes": stats.memory_bytes if stats else None,
     }
 
 
