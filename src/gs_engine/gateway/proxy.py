@@ -262,6 +262,12 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.eof = True
+        ex = self.cur
+        if ex is not None and not ex.request_done and self.tunnel is None:
+            # the client stopped sending in the middle of a request body: it cannot complete
+            self.cur = None
+            self.broken = True
+            ex.fail_request(400, "the client closed its side before the request body was complete")
         if self.queue or self.tunnel is not None:
             return True  # keep the write side open to answer what was asked
         return None
@@ -910,9 +916,12 @@ class Exchange:
             self._arm_timer()
 
     def fail_request(self, status: int, detail: str) -> None:
-        """The client's request turned out malformed after it was started: never let it complete."""
+        """The client's request turned out malformed or cut short: never let it complete."""
         self.close_after = True
         self.request_done = True
+        if not self.started:  # still queued behind another: answer in turn
+            self.set_local(status, detail)
+            return
         self._cancel_timer()
         up = self.up
         self.up = None
