@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gs_engine.api.auth import hash_token
 from gs_engine.config import Settings
+from gs_engine.controllers.autoscaler import AutoscalerController
 from gs_engine.controllers.services import ServiceController
 from gs_engine.errors import GseError, InvalidInput
 from gs_engine.gateway.server import Gateway
@@ -78,6 +79,15 @@ class Engine:
             interval=settings.reconcile_interval,
             clock=clock,
         )
+        self.autoscaler = AutoscalerController(
+            self.store,
+            self.runtime,
+            self.gateway,
+            self.controller.poke,
+            draining=self.controller.draining_ids,
+            clock=clock,
+        )
+        self.controller.targets = self.autoscaler
         self.started_at = 0.0
         self._api_server: object | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -123,6 +133,7 @@ class Engine:
         self.started_at = self.clock()
         await self.controller.reconcile_once()
         self.controller.start()
+        self.autoscaler.start()
 
         app = create_app(self)
         config = uvicorn.Config(
@@ -147,6 +158,7 @@ class Engine:
         if self._api_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._api_task, timeout=5)
+        await self.autoscaler.close()
         await self.controller.close()
         await self._close_parts()
 

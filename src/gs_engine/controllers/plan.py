@@ -26,6 +26,7 @@ class DesiredService:
     replicas: int
     generation: int
     deleting: bool = False
+    warm: int = 0  # standby replicas: started and ready, but out of rotation until promoted
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ServicePlan:
     stop: tuple[str, ...] = ()  # drained (or never served): stop now
     forget: tuple[str, ...] = ()  # exited replicas of an old revision: remove without restart
     endpoints: tuple[ReplicaObservation, ...] = ()  # ready replicas that should receive traffic
+    standby: tuple[ReplicaObservation, ...] = ()  # ready warm replicas kept out of rotation
     desired_replicas: int = 0
     ready_replicas: int = 0
     updated_replicas: int = 0
@@ -172,8 +174,8 @@ def plan_service(
         else:
             wake.append(due)
 
-    # Scale the current revision to the desired count.
-    missing = desired.replicas - len(current)
+    # Scale the current revision to the desired count plus its warm standbys.
+    missing = desired.replicas + desired.warm - len(current)
     for _ in range(max(0, missing)):
         replica_id = new_replica_id()
         start.append(ReplicaToStart(replica_id, 0, restart=False))
@@ -186,7 +188,13 @@ def plan_service(
         current = [r for r in current if r.replica_id not in {v.replica_id for v in victims}]
         events.append(PlanEvent("ScalingDown", f"draining {surplus} replica(s)"))
 
-    ready_current = [r for r in current if r.ready and r.state == ReplicaState.RUNNING]
+    ready_current = sorted(
+        (r for r in current if r.ready and r.state == ReplicaState.RUNNING),
+        key=lambda r: (r.started_at or 0.0, r.replica_id),
+    )
+    # The longest-running ready replicas serve; the rest wait warm, promoted as soon as more serve.
+    standby = ready_current[desired.replicas :]
+    ready_current = ready_current[: desired.replicas]
     ready_old = [r for r in old if r.ready and r.state == ReplicaState.RUNNING]
 
     # Rollout: old replicas leave only once the new revision is fully ready.
@@ -209,6 +217,7 @@ def plan_service(
         stop=tuple(stop),
         forget=tuple(forget),
         endpoints=endpoints,
+        standby=tuple(standby),
         desired_replicas=desired.replicas,
         ready_replicas=len(endpoints),
         updated_replicas=len(current),

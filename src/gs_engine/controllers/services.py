@@ -27,6 +27,12 @@ CREATE_RETRY_BASE = 1.0
 CREATE_RETRY_MAX = 30.0
 
 
+class ReplicaTargets(Protocol):
+    def target(self, record: Any) -> tuple[int, int] | None: ...
+
+    def status(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
 class RoutePublisher(Protocol):
     def set_routes(self, routes: Sequence[RouteConfig]) -> None: ...
 
@@ -96,6 +102,7 @@ class ServiceController:
         self.drain_timeout = drain_timeout
         self.stop_grace = stop_grace
         self.metrics = ControllerMetrics()
+        self.targets: ReplicaTargets | None = None  # the autoscaler, when one runs
         self._draining: dict[str, Draining] = {}
         self._create_failures: dict[tuple[str, str], _CreateFailure] = {}
         self._last_status: dict[tuple[str, str], dict[str, Any]] = {}
@@ -176,13 +183,16 @@ class ServiceController:
         for record in records:
             key = (record.namespace, record.name)
             observed = observed_by_service.get(key, [])
+            target = self.targets.target(record) if self.targets else None
+            replicas, warm = target if target else (int(_service_doc(record.spec).get("replicas", 1)), 0)
             desired = DesiredService(
                 namespace=record.namespace,
                 name=record.name,
                 revision=record.revision,
-                replicas=int(_service_doc(record.spec).get("replicas", 1)),
+                replicas=replicas,
                 generation=record.generation,
                 deleting=record.deleting,
+                warm=warm,
             )
             plan = plan_service(
                 desired,
@@ -337,11 +347,15 @@ class ServiceController:
             "readyReplicas": plan.ready_replicas,
             "updatedReplicas": plan.updated_replicas,
             "replicas": len(observed),
+            "warmReplicas": len(plan.standby),
             "endpoints": [{"replica": r.replica_id, "host": r.host, "port": r.port} for r in plan.endpoints],
             "url": url,
             "route": {"pathPrefix": route.path_prefix, "host": route.host},
             "conditions": conditions,
         }
+        decision = self.targets.status(record.namespace, record.name) if self.targets else None
+        if decision:
+            status["autoscaler"] = {k: v for k, v in decision.items() if k not in ("inputs", "at")}
         if self._last_status.get(key) != status or record.observed_generation != record.generation:
             await asyncio.to_thread(
                 self.store.update_status, record.namespace, record.name, status, record.generation

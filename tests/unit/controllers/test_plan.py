@@ -191,3 +191,29 @@ def test_scale_to_zero_is_available() -> None:
     result = plan(desired(0), [replica("a")])
     assert result.drain == ("a",)
     assert {c.type: c for c in result.conditions}["Available"].reason == "ScaledToZero"
+
+
+def test_warm_standbys_are_started_but_not_routed() -> None:
+    d = DesiredService("default", "web", REV, replicas=1, generation=1, warm=2)
+    starting = plan(d, [])
+    assert len(starting.start) == 3
+    observed = [replica("a", started_at=1.0), replica("b", started_at=2.0), replica("c", started_at=3.0)]
+    steady = plan(d, observed)
+    assert steady.start == () and steady.drain == ()
+    assert [e.replica_id for e in steady.endpoints] == ["a"]
+    assert [s.replica_id for s in steady.standby] == ["b", "c"]
+
+
+def test_standby_is_promoted_at_once_when_load_rises() -> None:
+    observed = [replica("a", started_at=1.0), replica("b", started_at=2.0), replica("c", started_at=3.0)]
+    up = DesiredService("default", "web", REV, replicas=2, generation=1, warm=2)
+    result = plan(up, observed)
+    assert [e.replica_id for e in result.endpoints] == ["a", "b"]  # b serves in this very pass
+    assert [s.replica_id for s in result.standby] == ["c"]
+    assert len(result.start) == 1  # and the pool is refilled
+
+
+def test_unready_standby_is_not_promoted() -> None:
+    observed = [replica("a", started_at=1.0), replica("b", state=ReplicaState.STARTING, ready=False)]
+    result = plan(DesiredService("default", "web", REV, replicas=2, generation=1, warm=0), observed)
+    assert [e.replica_id for e in result.endpoints] == ["a"]
