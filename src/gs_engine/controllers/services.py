@@ -348,6 +348,7 @@ class ServiceController:
             "updatedReplicas": plan.updated_replicas,
             "replicas": len(observed),
             "warmReplicas": len(plan.standby),
+            "standby": [r.replica_id for r in plan.standby],
             "endpoints": [{"replica": r.replica_id, "host": r.host, "port": r.port} for r in plan.endpoints],
             "url": url,
             "route": {"pathPrefix": route.path_prefix, "host": route.host},
