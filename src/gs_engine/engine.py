@@ -88,6 +88,7 @@ class Engine:
             clock=clock,
         )
         self.controller.targets = self.autoscaler
+        self.gateway.set_activation_handler(self.autoscaler.activate)
         self.started_at = 0.0
         self._api_server: object | None = None
         self._api_task: asyncio.Task[None] | None = None

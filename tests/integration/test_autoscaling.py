@@ -94,7 +94,9 @@ def test_hpa_on_inflight_pods_metric(engine: EngineProcess) -> None:
         "policy": "hpa",
         "minReplicas": 1,
         "maxReplicas": 3,
-        "metrics": [{"type": "Pods", "name": "inflight", "target": {"type": "AverageValue", "averageValue": 1}}],
+        "metrics": [
+            {"type": "Pods", "name": "inflight", "target": {"type": "AverageValue", "averageValue": 1}}
+        ],
     }
     with engine.client() as api:
         api.apply(doc)
@@ -129,5 +131,37 @@ def test_warm_standby_is_promoted_at_once(engine: EngineProcess) -> None:
                 what="the standby promoted into rotation",
             )
             wait_for(lambda: load.served[standby] > 0, timeout=10, what="the promoted replica serving")
-            wait_for(lambda: status(api, "warm").get("warmReplicas") == 1, timeout=20, what="the pool refilled")
+            wait_for(
+                lambda: status(api, "warm").get("warmReplicas") == 1, timeout=20, what="the pool refilled"
+            )
         assert load.failures == []
+
+
+def test_scale_to_zero_and_back_with_held_requests_all_answered(engine: EngineProcess) -> None:
+    doc = kpa_service(
+        "sleepy", minReplicas=0, maxReplicas=2, stableWindowSeconds=2, scaleToZeroGracePeriodSeconds=1
+    )
+    with engine.client() as api:
+        api.apply(doc)
+        url = f"{engine.gateway_url}/default/sleepy"
+        # at zero (or on the way there), requests are held by the activator and answered
+        wait_for(lambda: len(api.replicas("default", "sleepy")) == 0, timeout=30, what="scaled to zero")
+        assert status(api, "sleepy")["readyReplicas"] == 0
+        results: list[int] = []
+
+        def call() -> None:
+            results.append(httpx.get(f"{url}/hello", timeout=30).status_code)
+
+        callers = [threading.Thread(target=call) for _ in range(5)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert results == [200] * 5
+        reasons = [e["reason"] for e in api.events("default", "sleepy", 100)]
+        assert "ActivatedFromZero" in reasons
+        # idle again: back to zero; a request during the scale-down is still served
+        wait_for(
+            lambda: status(api, "sleepy")["autoscaler"]["desiredReplicas"] == 0, timeout=30, what="zero again"
+        )
+        assert httpx.get(f"{url}/again", timeout=30).status_code == 200

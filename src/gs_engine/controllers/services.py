@@ -64,6 +64,10 @@ def route_for(record: Any, endpoints: Sequence[ReplicaObservation]) -> RouteConf
     route = doc.get("route") or {}
     prefix = route.get("pathPrefix") or f"/{record.namespace}/{record.name}"
     timeout = route.get("timeoutSeconds")
+    scaling = doc.get("autoscaling") or {}
+    extra: dict[str, Any] = {}
+    if route.get("retries") is not None:
+        extra["retries"] = int(route["retries"])
     return RouteConfig(
         name=f"{record.namespace}/{record.name}",
         namespace=record.namespace,
@@ -73,6 +77,8 @@ def route_for(record: Any, endpoints: Sequence[ReplicaObservation]) -> RouteConf
         strip_prefix=route.get("stripPrefix", True),
         endpoints=tuple(Endpoint(r.replica_id, r.host, r.port) for r in endpoints),
         response_timeout=float(timeout) if timeout else 60.0,
+        activate=int(scaling.get("minReplicas", 1)) == 0,  # scale from zero: hold, don't refuse
+        **extra,
     )
 
 

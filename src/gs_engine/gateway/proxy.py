@@ -17,6 +17,7 @@ from typing import cast
 
 import httptools
 
+from gs_engine.gateway.activator import Activator
 from gs_engine.gateway.balancer import Balancer
 from gs_engine.gateway.http1 import (
     HOP_BY_HOP,
@@ -73,6 +74,11 @@ class RouteRuntime:
         "budget",
         "bucket",
         "max_body",
+        "activate",
+        "activation_timeout",
+        "max_held",
+        "namespace",
+        "service_name",
     )
 
     def __init__(
@@ -99,6 +105,11 @@ class RouteRuntime:
         self.budget = budget if budget is not None else RetryBudget(cfg.retry_budget)
         self.bucket = bucket
         self.max_body = cfg.max_body_bytes
+        self.activate = cfg.activate
+        self.activation_timeout = cfg.activation_timeout
+        self.max_held = cfg.max_held
+        self.namespace = cfg.namespace
+        self.service_name = cfg.service
 
 
 class ProxyState:
@@ -121,6 +132,7 @@ class ProxyState:
         "max_per_client",
         "per_client",
         "header_timeout",
+        "activator",
     )
 
     def __init__(
@@ -150,6 +162,7 @@ class ProxyState:
         self.max_per_client = max_per_client
         self.per_client: dict[bytes, int] = {}
         self.header_timeout = header_timeout
+        self.activator = Activator()
 
     def pick(self, rt: RouteRuntime, now: float, avoid: str | None = None) -> EndpointPool:
         """A replica for `rt`: P2C over those not ejected (all of them if every one is)."""
@@ -584,7 +597,7 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
     route, upstream_target = matched
     rt = state.runtimes[route.index]
     ex.rt = rt
-    if not rt.pools:
+    if not rt.pools and not rt.activate:
         ex.set_local(503, f"service {rt.service} has no ready replica", retry_after=1)
         return ex
     max_body = rt.max_body
@@ -714,6 +727,11 @@ class Exchange:
         self.attempts = 0  # retries spent
         self.expect_continue = False  # the client waits for 100 Continue before its body
 
+    def expire(self, detail: str) -> None:
+        """The activator gave up waiting for a replica: 503, try again later."""
+        self.set_local(503, detail, 1)
+        self._respond_local(self.local_status, self.local_detail)
+
     def set_local(self, status: int, detail: str, retry_after: int = 0) -> None:
         self.local_status = status
         self.local_detail = detail
@@ -744,8 +762,19 @@ class Exchange:
                 self._respond_local(self.local_status, self.local_detail)
                 return
         rt.budget.on_request(now)
+        if not rt.pools:
+            if not conn.state.activator.hold(self, rt, conn.loop):
+                self.set_local(503, f"service {rt.service} has {rt.max_held} requests waiting already", 1)
+                self._respond_local(self.local_status, self.local_detail)
+            return
+        self.resume(now)
+
+    def resume(self, now: float) -> None:
+        """Send the request on: at once, or when the activator releases it to a ready replica."""
+        rt = self.rt
+        assert rt is not None
         if self.expect_continue and not self.request_done:
-            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         pool = self.conn.state.pick(rt, now)
         self._use_pool(pool)
         up = pool.take_idle(now, rt.idle_timeout)
@@ -1199,6 +1228,7 @@ class Exchange:
         counters.observe(status, self.conn.loop.time() - self.t0)
 
     def abort_client_gone(self) -> None:
+        self.conn.state.activator.forget(self)
         self._cancel_timer()
         up = self.up
         self.up = None

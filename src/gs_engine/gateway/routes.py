@@ -39,6 +39,9 @@ class RouteConfig:
     rate_limit: float | None = None  # requests per second (token bucket); None = unlimited
     rate_burst: float | None = None  # bucket size; None = max(1, rate_limit)
     max_body_bytes: int | None = None  # larger request bodies get 413; None = unlimited
+    activate: bool = False  # at zero endpoints, hold requests (scale from zero) instead of 503
+    activation_timeout: float = 30.0  # how long a held request may wait for a ready replica
+    max_held: int = 1000  # held requests per route; more get 503
 
 
 @dataclass(frozen=True)

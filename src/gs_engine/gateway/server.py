@@ -205,11 +205,20 @@ class Gateway:
         state.table, state.runtimes, state.pools = table, runtimes, pools
         self._counters = counters
         self._runtimes_by_name = {rt.name: rt for rt in runtimes}
+        state.activator.release(self._runtimes_by_name, _now())
         state.outliers.forget(set(pools))
         for ep_id, pool in old_pools.items():
             if pools.get(ep_id) is not pool:
                 pool.removed = True
                 pool.close_idle()
+
+    def set_activation_handler(self, handler: Callable[[str, str], None] | None) -> None:
+        """Called with (namespace, service) when a request is held for a route at zero endpoints."""
+        self._state.activator.handler = handler
+
+    def held(self, route_name: str) -> int:
+        """Requests the activator holds for `route_name` ("namespace/service") right now."""
+        return self._state.activator.held(route_name)
 
     def inflight(self, endpoint_id: str) -> int:
         return self._state.balancer.inflight(endpoint_id)

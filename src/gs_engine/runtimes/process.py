@@ -15,6 +15,13 @@ the replica writes in one interval; lines written during the copy itself can be 
 Supervision is one asyncio task per replica: it waits for exit (pidfd where the kernel has one,
 polling otherwise) and runs the readiness probe. An exited replica stays EXITED until
 `stop_replica` or `forget`; restarting is the controller's job.
+
+With `prewarm.zygote` in the spec, a replica whose first container runs `python SCRIPT ...` or
+`python -m MODULE ...` is forked from a warm parent of its revision (`runtimes/zygote.py`) instead of
+started from nothing; the parents live under `state_dir/.zygotes/`. A forked replica is an ordinary
+process group from then on (stop, stats, logs and adoption are the same); its exit code comes from
+the parent's report, and its readiness is probed every `zygote_probe_seconds` while it starts. If
+the parent cannot start, the replica starts the plain way and its observation says why.
 """
 
 from __future__ import annotations
@@ -57,6 +64,15 @@ from gs_engine.runtimes.base import (
 )
 from gs_engine.runtimes.nodeinfo import detect_gpus, local_node
 from gs_engine.runtimes.probes import ProbeConfig, ProbeState, probe_config_from_spec, run_probe
+from gs_engine.runtimes.zygote import (
+    NotAPythonEntry,
+    PythonEntry,
+    Zygote,
+    ZygoteConfig,
+    ZygoteError,
+    ZygotePool,
+    python_entry,
+)
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -64,6 +80,9 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _POLL_SECONDS = 0.2
 _GPU_CACHE_SECONDS = 60.0
+_ZYGOTE_DIR = ".zygotes"
+_ZYGOTE_EXIT_REPORT_SECONDS = 2.0
+_PER_REPLICA_VARS = ("PORT", "GSE_REPLICA_ID", "GSE_MAIN_PORT")
 
 # -- pure helpers ---------------------------------------------------------------------------------
 
@@ -191,6 +210,21 @@ def log_file_name(index: int, container: Mapping[str, Any]) -> str:
     return f"{name}.log"
 
 
+def zygote_settings(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """`service.prewarm.zygote` of a normalized document, or None when it is off."""
+    prewarm = service_of(spec).get("prewarm")
+    if not isinstance(prewarm, Mapping):
+        return None
+    zygote = prewarm.get("zygote")
+    if zygote is True:
+        return {}
+    return zygote if isinstance(zygote, Mapping) else None
+
+
+def zygote_alive(pool: ZygotePool, config: ZygoteConfig) -> bool:
+    return any(z.alive and z.config.fingerprint == config.fingerprint for z in pool.zygotes())
+
+
 def _container_ports(container: Mapping[str, Any]) -> list[int]:
     ports: list[int] = []
     for item in container.get("ports") or []:
@@ -211,6 +245,7 @@ class _Proc:
     popen: subprocess.Popen[bytes] | None = None  # None for a process adopted from an earlier engine
     exit_code: int | None = None
     exited: bool = False
+    zygote: Zygote | None = None  # the parent it was forked from, which reports its exit code
 
 
 @dataclass
@@ -231,12 +266,19 @@ class _Replica:
     task: asyncio.Task[None] | None = None
     stopping: bool = False
     ps_cache: dict[int, psutil.Process] = field(default_factory=dict)
+    note: str = ""  # said in every observation, e.g. why the zygote was not used
+    fast_probe_until: float = 0.0  # loop time until which a forked replica is probed fast
 
 
 def _reap(proc: _Proc) -> None:
     """Collect the exit status if the process is our child and has ended (never blocks)."""
     if proc.exited:
         return
+    if proc.zygote is not None:
+        report = proc.zygote.reported_exit(proc.pid)
+        if report is not None:
+            proc.exited, proc.exit_code = True, report.exit_code
+            return
     if proc.popen is not None:
         code = proc.popen.poll()
         if code is not None:
@@ -328,10 +370,11 @@ async def _wait_for_exit(proc: _Proc) -> None:
             os.close(pidfd)
     while True:
         _reap(proc)
-        if proc.exited:
-            return
-        if proc.popen is None and not _same_process_alive(proc.pid, proc.create_time):
+        if not proc.exited and proc.popen is None and not _same_process_alive(proc.pid, proc.create_time):
             proc.exited = True
+        if proc.exited:
+            if proc.zygote is not None and proc.exit_code is None:
+                proc.exit_code = await proc.zygote.wait_exit(proc.pid, _ZYGOTE_EXIT_REPORT_SECONDS)
             return
         await asyncio.sleep(_POLL_SECONDS)
 
@@ -412,6 +455,10 @@ class ProcessRuntime:
         log_check_seconds: float = 0.5,
         startup_probe_seconds: float = 0.1,
         stop_grace_seconds: float = 10.0,
+        zygote_idle_seconds: float = 600.0,
+        zygote_start_timeout: float = 120.0,
+        zygote_probe_seconds: float = 0.005,
+        zygote_fast_probe_window: float = 5.0,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
@@ -426,6 +473,11 @@ class ProcessRuntime:
         self._gpus: tuple[GpuInfo, ...] | None = None
         self._gpus_at = 0.0
         self._watchers: list[Callable[[], None]] = []
+        self._zygotes = ZygotePool(
+            self.state_dir / _ZYGOTE_DIR, idle_seconds=zygote_idle_seconds, start_timeout=zygote_start_timeout
+        )
+        self._zygote_probe_seconds = zygote_probe_seconds
+        self._zygote_fast_probe_window = zygote_fast_probe_window
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call `callback` (no arguments, on the event loop) when a replica's readiness or state changes."""
@@ -489,12 +541,28 @@ class ProcessRuntime:
                         "install it, give its full path, or use `python` for the engine's interpreter",
                     )
                 )
+        self._check_zygote(spec)
         if problems:
             raise InvalidInput(
                 "the service cannot run on the process runtime",
                 field=problems[0].path,
                 problems=problems,
             )
+
+    def _check_zygote(self, spec: Mapping[str, Any]) -> None:
+        if zygote_settings(spec) is None:
+            return
+        main = containers_of(spec)[0]
+        argv = [str(part) for part in [*(main.get("command") or []), *(main.get("args") or [])]]
+        try:
+            python_entry(argv)
+        except NotAPythonEntry as exc:
+            raise Unsupported(
+                f"service.prewarm.zygote forks Python replicas from a warm interpreter, and {exc}",
+                fix="run the service as `python SCRIPT ...` or `python -m MODULE ...`, "
+                "or remove service.prewarm.zygote",
+                field="service.prewarm.zygote",
+            ) from None
 
     def _working_dir(self, container: Mapping[str, Any]) -> Path | None:
         working_dir = container.get("workingDir")
@@ -589,10 +657,13 @@ class ProcessRuntime:
         )
 
     async def close(self, stop_replicas: bool = True) -> None:
+        """Stop supervising. The zygotes stop either way; a forked replica left running (with
+        `stop_replicas=False`) is an ordinary process that a later engine adopts."""
         if stop_replicas:
             await asyncio.gather(
                 *(self.stop_replica(rid, self._stop_grace_seconds) for rid in list(self._replicas))
             )
+            await self._zygotes.close()
             return
         replicas = list(self._replicas.values())
         self._replicas.clear()
@@ -600,6 +671,7 @@ class ProcessRuntime:
             if replica.task is not None:
                 replica.task.cancel()
         await asyncio.gather(*(r.task for r in replicas if r.task is not None), return_exceptions=True)
+        await self._zygotes.close()
 
     # -- replicas ---------------------------------------------------------------------------------
 
@@ -649,16 +721,22 @@ class ProcessRuntime:
         containers = containers_of(request.spec)
         procs: list[_Proc] = []
         main_env: dict[str, str] = {}
+        note = ""
         try:
             for i, container in enumerate(containers):
                 env = self._environment(
                     container, request.replica_id, request.spec, port=port, serves_port=i == 0
                 )
+                log_path = directory / log_file_name(i, container)
+                forked: _Proc | None = None
                 if i == 0:
                     main_env = env
-                procs.append(self._spawn(container, env, directory / log_file_name(i, container), i))
+                    if zygote_settings(request.spec) is not None:
+                        forked, note = await self._fork_replica(request, container, env, log_path)
+                procs.append(forked or self._spawn(container, env, log_path, i))
         except BaseException:
             await _terminate(procs, 1.0)
+            self._release_zygote(request.replica_id, procs)
             raise
         replica = _Replica(
             request=request,
@@ -670,11 +748,107 @@ class ProcessRuntime:
             probe=self._probe_config(request.spec, containers[0], port),
             probe_state=self._initial_probe_state(request.spec),
             started_at=self._clock(),
+            note=note,
         )
+        if procs[0].zygote is not None:
+            replica.fast_probe_until = asyncio.get_running_loop().time() + self._zygote_fast_probe_window
         self._write_state(directory, replica)
         self._replicas[request.replica_id] = replica
         replica.task = asyncio.create_task(self._supervise(replica), name=f"replica:{request.replica_id}")
         return self._observe(replica)
+
+    # -- the zygote -------------------------------------------------------------------------------
+
+    def _zygote_config(self, spec: Mapping[str, Any], revision: str, main: Mapping[str, Any]) -> ZygoteConfig:
+        """The parent for replicas of `spec` at `revision`. Raises ZygoteError if there can be none."""
+        settings = zygote_settings(spec) or {}
+        service = service_of(spec)
+        cwd = self._working_dir(main)
+        base = os.path.abspath(cwd) if cwd is not None else os.getcwd()
+        env = self._environment(main, "", spec, port=0, serves_port=True)
+        for name in _PER_REPLICA_VARS:
+            env.pop(name, None)
+        argv = [
+            expand_vars(str(part), env) for part in [*(main.get("command") or []), *(main.get("args") or [])]
+        ]
+        try:
+            entry = python_entry(argv)
+        except NotAPythonEntry as exc:
+            raise ZygoteError(str(exc)) from None
+        python = resolve_executable(argv[0], env.get("PATH"), cwd)
+        if python is None:
+            raise ZygoteError(f"{argv[0]!r} cannot be found")
+        if entry.kind == "script":
+            sys_path = (os.path.dirname(os.path.join(base, entry.target)),)
+        else:
+            sys_path = (base,)
+        return ZygoteConfig(
+            namespace=str(service.get("namespace") or ""),
+            service=str(service.get("name") or ""),
+            revision=revision,
+            python=python,
+            preload=tuple(str(m) for m in settings.get("preload") or ()),
+            warmup=str(settings["warmup"]) if settings.get("warmup") else None,
+            sys_path=sys_path,
+            cwd=base if cwd is not None else None,
+            script=os.path.join(base, entry.target) if entry.kind == "script" else None,
+            env=env,
+        )
+
+    async def warm_zygote(self, spec: Mapping[str, Any], revision: str) -> None:
+        """Start the zygote of `spec` at `revision` now (if it is not running), so the next replica
+        forks at once; an idle one stops after `zygote_idle_seconds` unless a replica uses it."""
+        self.check_spec(spec)
+        if zygote_settings(spec) is None:
+            raise Unsupported(
+                "the service has no zygote to warm",
+                fix="set service.prewarm.zygote (e.g. {preload: [numpy]})",
+                field="service.prewarm.zygote",
+            )
+        try:
+            await self._zygotes.get(self._zygote_config(spec, revision, containers_of(spec)[0]))
+        except ZygoteError as exc:
+            raise TemporaryBackendError(
+                f"the zygote could not start: {exc}",
+                fix="see zygote.log under the state directory's .zygotes folder",
+                field="service.prewarm.zygote",
+                retry_after=5.0,
+            ) from exc
+
+    async def _fork_replica(
+        self, request: ReplicaRequest, main: Mapping[str, Any], env: dict[str, str], log_path: Path
+    ) -> tuple[_Proc | None, str]:
+        """The replica's main process forked from its zygote, or (None, why not)."""
+        try:
+            config = self._zygote_config(request.spec, request.revision, main)
+            argv = [
+                expand_vars(str(p), env) for p in [*(main.get("command") or []), *(main.get("args") or [])]
+            ]
+            entry: PythonEntry = python_entry(argv)
+        except (ZygoteError, NotAPythonEntry) as exc:
+            return None, f"started without the zygote: {exc}"
+        pid = 0
+        for attempt in range(2):
+            try:
+                zygote = await self._zygotes.get(config)
+                pid = await zygote.fork(request.replica_id, entry, env, log_path, config.cwd)
+                break
+            except ZygoteError as exc:
+                if attempt == 0 and not zygote_alive(self._zygotes, config):
+                    continue  # it crashed under us: the next get() starts a new one
+                return None, f"started without the zygote: {exc}"
+        self._zygotes.attach(zygote, request.replica_id)
+        try:
+            create_time = psutil.Process(pid).create_time()
+        except psutil.Error:
+            create_time = 0.0
+        return _Proc(str(main.get("name") or ""), pid, create_time, log_path, zygote=zygote), ""
+
+    def _release_zygote(self, replica_id: str, procs: Sequence[_Proc]) -> None:
+        for proc in procs:
+            if proc.zygote is not None:
+                proc.zygote.forget_child(proc.pid)
+                self._zygotes.release(proc.zygote, replica_id)
 
     def _spawn(self, container: Mapping[str, Any], env: dict[str, str], log_path: Path, index: int) -> _Proc:
         command = [expand_vars(str(part), env) for part in container.get("command") or []]
@@ -755,6 +929,7 @@ class ProcessRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await replica.task
         self._replicas.pop(replica_id, None)
+        self._release_zygote(replica_id, replica.procs)
         with contextlib.suppress(OSError):
             if had_exited:
                 # a crashed replica's output is the evidence: a restart under the same id appends to it
@@ -774,6 +949,7 @@ class ProcessRuntime:
                 field="replica_id",
             )
         self._replicas.pop(replica_id, None)
+        self._release_zygote(replica_id, replica.procs)
         with contextlib.suppress(OSError):
             (self.state_dir / replica_id / STATE_FILE).unlink()
 
@@ -797,7 +973,7 @@ class ProcessRuntime:
             exited_at=replica.exited_at,
             attempt=req.attempt,
             node=self._node,
-            message=replica.message,
+            message="; ".join(part for part in (replica.message, replica.note) if part),
         )
 
     # -- supervision ------------------------------------------------------------------------------
@@ -852,6 +1028,8 @@ class ProcessRuntime:
             period = config.period_seconds
             if not replica.probe_state.ever_ready:
                 period = min(period, self._startup_probe_seconds)
+                if asyncio.get_running_loop().time() < replica.fast_probe_until:
+                    period = min(period, self._zygote_probe_seconds)
             await asyncio.sleep(period)
 
     async def _rotate_loop(self, replica: _Replica) -> None:

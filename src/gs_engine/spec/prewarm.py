@@ -81,7 +81,24 @@ class PredictiveSpec(SpecModel):
 
 
 class ZygoteSpec(SpecModel):
+    """A warm parent per revision that forks replicas: `preload` modules are imported first, then
+    the `warmup` hook (`module:function`, e.g. `server:warmup`) is called once with no arguments."""
+
     preload: list[str] = Field(default_factory=list)
+    warmup: str | None = None
+
+    @field_validator("warmup")
+    @classmethod
+    def _hook(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        module, sep, attr = value.partition(":")
+        if not sep or module_name_problem(module) or not all(p.isidentifier() for p in attr.split(".")):
+            raise invalid(
+                f"{value!r} is not a module:function reference",
+                "write the module and the function to call, e.g. server:warmup",
+            )
+        return value
 
     @field_validator("preload")
     @classmethod
