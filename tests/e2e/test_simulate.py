@@ -17,10 +17,15 @@ HPA_CASE = {
     "currentReplicas": 3,
     "minReplicas": 1,
     "maxReplicas": 10,
-    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 30}}}],
+    "metrics": [
+        {
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 30}},
+        }
+    ],
     "pods": [
-        {"name": f"p{i}", "phase": "Running", "ready": True, "requests": {"cpu": "1"}, "usage": {"cpu": usage}}
-        for i, usage in enumerate(["300m", "500m", "700m"])
+        {"name": f"p{i}", "phase": "Running", "ready": True, "requests": {"cpu": "1"}, "usage": {"cpu": cpu}}
+        for i, cpu in enumerate(["300m", "500m", "700m"])
     ],
 }
 KPA_CASE = {
@@ -60,9 +65,10 @@ def test_cli_refuses_a_bad_case_naming_the_field(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_api_simulates_like_the_cli(engine: EngineProcess, tmp_path: Path) -> None:
     headers = {"Authorization": f"Bearer {engine.token}"}
-    answer = httpx.post(f"{engine.api_url}/api/v1/autoscaling/simulate", json=HPA_CASE, headers=headers)
+    simulate_url = f"{engine.api_url}/api/v1/autoscaling/simulate"
+    answer = httpx.post(simulate_url, json=HPA_CASE, headers=headers)
     assert answer.status_code == 200
     assert answer.json() == json.loads(run_cli(tmp_path, HPA_CASE).stdout)
-    bad = httpx.post(f"{engine.api_url}/api/v1/autoscaling/simulate", json={"policy": "nope"}, headers=headers)
+    bad = httpx.post(simulate_url, json={"policy": "nope"}, headers=headers)
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
     assert bad.json()["problems"][0]["field"] == "policy"

@@ -1,4 +1,4 @@
-"""A schedule window raises the floor ahead of a known peak: real store, runtime and gateway, stepped clock."""
+"""A schedule window raises the floor ahead of a peak: real store, runtime and gateway, stepped clock."""
 
 from __future__ import annotations
 
