@@ -14,6 +14,10 @@ Endpoints:
     POST /predict   {"images": [[64 pixels], ...]} or {"image": [...]} ->
                     {"predictions": [...], "probabilities": [[10 floats], ...], "replica": "..."}
 
+Under a zygote (`service-zygote.yaml`), a warm parent imports this module and calls `warmup()`
+once, which trains the model and keeps it here; each replica forked from that parent runs this file
+as ``__main__`` and `main()` serves the kept model at once instead of training again.
+
 The socket is bound before the model trains, so a probe sees "not ready yet" (503) rather than
 "connection refused" during the second or so that training takes. Errors are RFC 9457 problem
 documents. SIGTERM or SIGINT stops accepting, lets requests in flight finish, closes idle
@@ -374,6 +378,27 @@ def _port_from_env() -> int:
     return port
 
 
+_warm_model: Any = None  # set by warmup(): the trained model a forked replica serves
+
+
+def warmup() -> None:
+    """Train the model now and keep it in this module (called once in a zygote parent)."""
+    global _warm_model
+    from model import train_and_evaluate
+
+    _warm_model = train_and_evaluate()
+
+
+def warm_model() -> Any:
+    """The model `warmup()` trained, if it ran in this process. A forked replica runs this file as
+    `__main__`, a module apart from the `server` module the parent warmed, so look in both."""
+    for name in (__name__, "server"):
+        found = getattr(sys.modules.get(name), "_warm_model", None)
+        if found is not None:
+            return found
+    return None
+
+
 def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = _port_from_env()
@@ -393,9 +418,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     server.start()
 
-    from model import train_and_evaluate  # scikit-learn loads here, after the socket is bound
+    trained = warm_model()
+    if trained is None:
+        from model import train_and_evaluate  # scikit-learn loads here, after the socket is bound
 
-    trained = train_and_evaluate()
+        trained = train_and_evaluate()
     server.set_model(trained, trained.accuracy)
     print(
         f"digits model ready: accuracy on held-out split {trained.accuracy:.2f}, "

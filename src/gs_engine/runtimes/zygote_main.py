@@ -142,7 +142,7 @@ def run_script(path: str, code: types.CodeType | None) -> None:
     exec(code, module.__dict__)  # noqa: S102 - the replica's own program
 
 
-def run_child(request: ForkRequest, code: types.CodeType | None = None) -> int:
+def run_child(request: ForkRequest, compiled: types.CodeType | None = None) -> int:
     """Everything after the fork up to the exit status (the caller `_exit`s with it)."""
     os.environ.clear()
     os.environ.update(request.env)
@@ -155,7 +155,7 @@ def run_child(request: ForkRequest, code: types.CodeType | None = None) -> int:
     code = 0
     try:
         if entry.kind == "script":
-            run_script(entry.target, code)
+            run_script(entry.target, compiled)
         else:
             runpy.run_module(entry.target, run_name="__main__", alter_sys=True)
     except SystemExit as exc:
@@ -342,10 +342,10 @@ class Parent:
                 f"the zygote runs {threading.active_count()} threads ({', '.join(others)}), and forking "
                 "a threaded process is unsafe; start no threads in the preload modules or the warmup hook",
             )
-        code = None
+        compiled = None
         if request.entry.kind == "script":
             target = request.entry.target
-            code = self.scripts.get(os.path.join(request.cwd, target) if request.cwd else target)
+            compiled = self.scripts.get(os.path.join(request.cwd, target) if request.cwd else target)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -364,7 +364,7 @@ class Parent:
                 _prepare_child(
                     request, ready_w, [*self.clients, self.listener, self.wake_r, self.wake_w, self.selector]
                 )
-                code = run_child(request, code)
+                code = run_child(request, compiled)
             except BaseException:  # noqa: BLE001
                 with contextlib.suppress(Exception):
                     traceback.print_exc()
