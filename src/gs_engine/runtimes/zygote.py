@@ -69,7 +69,7 @@ def is_python(executable: str, this_interpreter: str = sys.executable) -> bool:
     """`python`, `python3`, `python3.X` or the engine's own interpreter (by path)."""
     if executable == this_interpreter:
         return True
-    name = os.path.basename(executable) if os.sep not in executable else ""
+    name = os.path.basename(executable)
     if name in _PYTHON_NAMES:
         return True
     return name.startswith("python3.") and name[len("python3.") :].isdigit()
