@@ -84,7 +84,7 @@ class Engine:
             self.runtime,
             self.gateway,
             self.controller.poke,
-            draining=self.controller.draining_ids,
+            resting=self.controller.resting_ids,
             clock=clock,
         )
         self.controller.targets = self.autoscaler

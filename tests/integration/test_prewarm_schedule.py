@@ -44,7 +44,7 @@ async def _scenario(tmp_path: Path) -> None:
     await gateway.start()
     services = ServiceController(store, runtime, gateway, clock=clock)
     autoscaler = AutoscalerController(
-        store, runtime, gateway, services.poke, draining=services.draining_ids, clock=clock
+        store, runtime, gateway, services.poke, resting=services.resting_ids, clock=clock
     )
     services.targets = autoscaler
     try:

@@ -43,6 +43,8 @@ HISTORY_SECONDS = 600.0
 class LoadReporter(Protocol):
     def load_report(self) -> Mapping[str, Any]: ...
 
+    def held(self, route_name: str) -> int: ...
+
 
 @dataclass
 class _Accumulator:
@@ -82,7 +84,7 @@ class AutoscalerController:
         gateway: LoadReporter,
         on_change: Callable[[], None],
         *,
-        draining: Callable[[], set[str]] = set,
+        resting: Callable[[], set[str]] = set,
         clock: Callable[[], float] = time.time,
         interval: float = 1.0,
         sample_interval: float = 0.1,
@@ -91,7 +93,7 @@ class AutoscalerController:
         self.runtime = runtime
         self.gateway = gateway
         self.on_change = on_change
-        self.draining = draining
+        self.resting = resting  # draining replicas and warm standbys: they serve nothing
         self.clock = clock
         self.interval = interval
         self.sample_interval = sample_interval
@@ -194,13 +196,17 @@ class AutoscalerController:
             key = (replica.namespace, replica.service)
             totals[key] = totals.get(key, 0.0) + inflight
         for key, state in self._states.items():
-            state.service_acc.add(totals.get(key, 0.0))
+            # requests the activator holds count as load: they are waiting for this service
+            waiting = self.gateway.held(f"{key[0]}/{key[1]}")
+            if waiting:
+                state.last_activity = self.clock()
+            state.service_acc.add(totals.get(key, 0.0) + waiting)
 
     async def decide_all(self) -> None:
         records = await asyncio.to_thread(self.store.all_services)
         now = self.clock()
         report = self.gateway.load_report()
-        draining = self.draining()
+        resting = self.resting()
         live = {r.replica_id for r in self.runtime.replicas()}
         for replica_id in list(self._replica_acc):
             if replica_id not in live:
@@ -215,7 +221,7 @@ class AutoscalerController:
             replicas = [
                 r
                 for r in self.runtime.replicas()
-                if (r.namespace, r.service) == key and r.replica_id not in draining
+                if (r.namespace, r.service) == key and r.replica_id not in resting
             ]
             metrics = []
             rps_total = 0.0

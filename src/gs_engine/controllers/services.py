@@ -118,9 +118,14 @@ class ServiceController:
         self._task: asyncio.Task[None] | None = None
         self._pass_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._standby: set[str] = set()
 
     def draining_ids(self) -> set[str]:
         return set(self._draining)
+
+    def resting_ids(self) -> set[str]:
+        """Replicas that serve no traffic: draining, or warm standbys out of rotation."""
+        return set(self._draining) | self._standby
 
     # --- loop -----------------------------------------------------------------------------
     def poke(self) -> None:
@@ -184,6 +189,7 @@ class ServiceController:
                     self._stop_in_background(replica.replica_id, "orphan")
 
         now = self.clock()
+        standby: set[str] = set()
         routes: list[RouteConfig] = []
         requeues: list[float] = []
         for record in records:
@@ -209,6 +215,7 @@ class ServiceController:
                 now,
                 drain_timeout=self.drain_timeout,
             )
+            standby.update(r.replica_id for r in plan.standby)
             if not record.deleting:
                 routes.append(route_for(record, plan.endpoints))
             requeue = await self._act(record, desired, plan, observed, now)
@@ -218,6 +225,7 @@ class ServiceController:
                 requeues.append(plan.requeue_after)
 
         # Publish before stopping anything: a draining replica must be out of rotation first.
+        self._standby = standby
         self.gateway.set_routes(routes)
         return min(requeues) if requeues else None
 
