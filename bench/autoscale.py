@@ -27,7 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,7 @@ def cold_starts(engine: EngineProcess, api: ApiClient, rounds: int, log: list[st
                     )
                     time.sleep(0.2)
                 else:
-                    wait_until(lambda n=name: _at_zero(api, n, mode), 120, f"{name} at zero")
+                    wait_until(lambda n=name, m=mode: _at_zero(api, n, m), 120, f"{name} at zero")
                 samples.append(first_request(client, url, example))
             results[name] = {
                 "example": example,
@@ -399,7 +399,8 @@ def main() -> None:
         if zygote:
             verdict = "PASS" if zygote["median_ms"] < 50 else "FAIL"
             print(
-                f"{verdict}: digits from zero with the zygote, median {zygote['median_ms']:.1f} ms (target < 50 ms)"
+                f"{verdict}: digits from zero with the zygote, "
+                f"median {zygote['median_ms']:.1f} ms (target < 50 ms)"
             )
     if "load_step" in report:
         step = report["load_step"]
@@ -411,7 +412,8 @@ def main() -> None:
     if "steady" in report:
         print(
             f"{'FAIL' if report['steady']['oscillates'] else 'PASS'}: steady load replica counts "
-            f"{report['steady']['replicas_after_warmup']} with {report['steady']['changes_after_warmup']} changes"
+            f"{report['steady']['replicas_after_warmup']} "
+            f"with {report['steady']['changes_after_warmup']} changes"
         )
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
     if "step" not in args.skip and "steady" not in args.skip:
