@@ -67,6 +67,12 @@ def status(api, name: str) -> dict:
     return api.get_service("default", name)["status"]
 
 
+def at_zero(api, name: str) -> bool:
+    """The autoscaler has decided zero (after its first decision) and no replica is left."""
+    decided = (status(api, name).get("autoscaler") or {}).get("desiredReplicas")
+    return decided == 0 and not api.replicas("default", name)
+
+
 def test_kpa_scales_up_under_load_and_down_with_drain(engine: EngineProcess) -> None:
     with engine.client() as api:
         api.apply(kpa_service("burst"))
@@ -145,7 +151,7 @@ def test_scale_to_zero_and_back_with_held_requests_all_answered(engine: EnginePr
         api.apply(doc)
         url = f"{engine.gateway_url}/default/sleepy"
         # at zero (or on the way there), requests are held by the activator and answered
-        wait_for(lambda: len(api.replicas("default", "sleepy")) == 0, timeout=30, what="scaled to zero")
+        wait_for(lambda: at_zero(api, "sleepy"), timeout=30, what="scaled to zero")
         assert status(api, "sleepy")["readyReplicas"] == 0
         results: list[int] = []
 
@@ -165,3 +171,25 @@ def test_scale_to_zero_and_back_with_held_requests_all_answered(engine: EnginePr
             lambda: status(api, "sleepy")["autoscaler"]["desiredReplicas"] == 0, timeout=30, what="zero again"
         )
         assert httpx.get(f"{url}/again", timeout=30).status_code == 200
+
+
+def test_scale_from_zero_forks_from_the_kept_warm_zygote(engine: EngineProcess) -> None:
+    import psutil
+
+    doc = kpa_service(
+        "forked", minReplicas=0, maxReplicas=2, stableWindowSeconds=2, scaleToZeroGracePeriodSeconds=1
+    )
+    doc["service"]["prewarm"] = {"zygote": {"preload": ["json"]}}
+    with engine.client() as api:
+        api.apply(doc)
+        wait_for(lambda: at_zero(api, "forked"), timeout=30, what="scaled to zero")
+
+        def zygote_alive() -> bool:
+            return any("zygote_main" in " ".join(p.cmdline()) for p in engine.descendants())
+
+        wait_for(zygote_alive, timeout=20, what="the zygote kept warm at zero replicas")
+        answer = httpx.get(f"{engine.gateway_url}/default/forked/x", timeout=30)
+        assert answer.status_code == 200, answer.text
+        [replica] = api.replicas("default", "forked")
+        parent = psutil.Process(replica["pid"]).parent()
+        assert parent is not None and "zygote_main" in " ".join(parent.cmdline())

@@ -23,6 +23,7 @@ from gs_engine.store import Store
 
 log = logging.getLogger("gs_engine.controllers.services")
 
+ZYGOTE_REWARM_SECONDS = 30.0  # how often a service's zygote is asked for (restarts it after a crash)
 CREATE_RETRY_BASE = 1.0
 CREATE_RETRY_MAX = 30.0
 
@@ -119,6 +120,7 @@ class ServiceController:
         self._pass_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._standby: set[str] = set()
+        self._zygote_warmed: dict[tuple[str, str, str], float] = {}
 
     def draining_ids(self) -> set[str]:
         return set(self._draining)
@@ -192,6 +194,7 @@ class ServiceController:
         standby: set[str] = set()
         routes: list[RouteConfig] = []
         requeues: list[float] = []
+        plans: list[tuple[Any, DesiredService, ServicePlan, list[ReplicaObservation]]] = []
         for record in records:
             key = (record.namespace, record.name)
             observed = observed_by_service.get(key, [])
@@ -218,15 +221,19 @@ class ServiceController:
             standby.update(r.replica_id for r in plan.standby)
             if not record.deleting:
                 routes.append(route_for(record, plan.endpoints))
+            plans.append((record, desired, plan, observed))
+
+        # Publish before acting: a draining replica leaves rotation before it is stopped, and a
+        # slow start (a zygote importing its modules) does not hold back other services' routes.
+        self._standby = standby
+        self.gateway.set_routes(routes)
+        self._keep_zygotes_warm(records, now)
+        for record, desired, plan, observed in plans:
             requeue = await self._act(record, desired, plan, observed, now)
             if requeue is not None:
                 requeues.append(requeue)
             if plan.requeue_after is not None:
                 requeues.append(plan.requeue_after)
-
-        # Publish before stopping anything: a draining replica must be out of rotation first.
-        self._standby = standby
-        self.gateway.set_routes(routes)
         return min(requeues) if requeues else None
 
     async def _act(
@@ -292,6 +299,34 @@ class ServiceController:
             await self._event(record, "Started", f"replica {slot.replica_id} (attempt {slot.attempt})")
         self._create_failures.pop(key, None)
         return None
+
+    def _keep_zygotes_warm(self, records: Sequence[Any], now: float) -> None:
+        """A service with a zygote keeps its warm parent even at zero replicas: scale from zero forks."""
+        warm = getattr(self.runtime, "warm_zygote", None)
+        if warm is None:
+            return
+        wanted = set()
+        for record in records:
+            prewarm = _service_doc(record.spec).get("prewarm") or {}
+            if record.deleting or not prewarm.get("zygote"):
+                continue
+            key = (record.namespace, record.name, record.revision)
+            wanted.add(key)
+            if now - self._zygote_warmed.get(key, float("-inf")) < ZYGOTE_REWARM_SECONDS:
+                continue
+            self._zygote_warmed[key] = now
+
+            async def warm_up(record: Any = record) -> None:
+                try:
+                    await warm(record.spec, record.revision)
+                except GseError as exc:
+                    await self._event(record, "ZygoteFailed", str(exc))
+
+            task = asyncio.create_task(warm_up(), name=f"zygote-{record.namespace}.{record.name}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        for key in set(self._zygote_warmed) - wanted:
+            del self._zygote_warmed[key]
 
     def _stop_in_background(self, replica_id: str, why: str) -> None:
         if replica_id in self._stopping:
