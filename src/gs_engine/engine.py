@@ -83,7 +83,7 @@ class Engine:
             self.store,
             self.runtime,
             self.gateway,
-            self.controller.poke,
+            self.controller.observed_changed,
             resting=self.controller.resting_ids,
             clock=clock,
         )

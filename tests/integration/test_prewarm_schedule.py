@@ -80,6 +80,8 @@ async def _scenario(tmp_path: Path) -> None:
         assert autoscaler.status("default", "peak")["reason"] == "schedule[0] window open"
         assert await step(datetime(2026, 12, 3, 8, 29, tzinfo=UTC)) == 3
         assert await step(datetime(2026, 12, 3, 8, 31, tzinfo=UTC)) == 1
+        await services.flush()
+        await autoscaler.close()
         reasons = [e.reason for e in store.list_events("default", "peak", 100)]
         assert reasons.count("ScaledUp") == 1 and reasons.count("ScaledDown") == 1
     finally:

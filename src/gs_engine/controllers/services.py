@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gs_engine.controllers.plan import DesiredService, Draining, ServicePlan, plan_service
+from gs_engine.controllers.writer import BackgroundWriter
 from gs_engine.errors import GseError
 from gs_engine.gateway.routes import Endpoint, RouteConfig
 from gs_engine.runtimes.base import ReplicaObservation, ReplicaRequest, ReplicaState, Runtime
@@ -121,6 +122,10 @@ class ServiceController:
         self._background: set[asyncio.Task[None]] = set()
         self._standby: set[str] = set()
         self._zygote_warmed: dict[tuple[str, str, str], float] = {}
+        self._records: list[Any] | None = None
+        self._reread = True
+        self._observed_generation: dict[tuple[str, str], int] = {}
+        self.writer = BackgroundWriter("service-controller-writes")
 
     def draining_ids(self) -> set[str]:
         return set(self._draining)
@@ -130,12 +135,22 @@ class ServiceController:
         return set(self._draining) | self._standby
 
     # --- loop -----------------------------------------------------------------------------
-    def poke(self) -> None:
-        """Run a pass now instead of at the next tick (after an API write, or a replica event)."""
+    def poke(self, reread: bool = True) -> None:
+        """Run a pass now instead of at the next tick. `reread=False` when only observed state
+        changed (a replica's readiness, an autoscaler target): the pass reuses the records it has."""
+        if reread:
+            self._reread = True
         self._wake.set()
 
+    def observed_changed(self) -> None:
+        self.poke(reread=False)
+
+    async def flush(self) -> None:
+        """Wait until every status, event and replica row decided so far is in the store."""
+        await self.writer.flush()
+
     def start(self) -> None:
-        self.runtime.watch(self.poke)
+        self.runtime.watch(self.observed_changed)
         self._task = asyncio.create_task(self._run(), name="service-controller")
 
     async def close(self) -> None:
@@ -149,6 +164,7 @@ class ServiceController:
             task.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.writer.close()
 
     async def _run(self) -> None:
         delay = 0.0
@@ -156,7 +172,7 @@ class ServiceController:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
-                pass
+                self._reread = True  # the periodic pass reads desired state afresh
             self._wake.clear()
             requeue = await self.reconcile_once()
             delay = self.interval if requeue is None else max(0.05, min(self.interval, requeue))
@@ -177,7 +193,10 @@ class ServiceController:
 
     # --- one pass -------------------------------------------------------------------------
     async def _reconcile(self) -> float | None:
-        records = await asyncio.to_thread(self.store.all_services)
+        if self._reread or self._records is None:
+            self._reread = False
+            self._records = await asyncio.to_thread(self.store.all_services)
+        records = self._records
         observed_by_service: dict[tuple[str, str], list[ReplicaObservation]] = defaultdict(list)
         for replica in self.runtime.replicas():
             if replica.replica_id in self._stopping:
@@ -259,10 +278,13 @@ class ServiceController:
             requeue = await self._start_replicas(record, desired, plan)
 
         if plan.finished_deleting:
+            await self.writer.flush()
             await asyncio.to_thread(self.store.remove_service, record.namespace, record.name)
+            self._reread = True
             await self._event(record, "Deleted", "all replicas stopped; service removed")
             self._last_status.pop(key, None)
             self._last_replicas.pop(key, None)
+            self._observed_generation.pop(key, None)
             self._create_failures.pop(key, None)
             return requeue
 
@@ -349,16 +371,8 @@ class ServiceController:
     async def _event(
         self, record: Any, reason: str, message: str, data: dict[str, Any] | None = None
     ) -> None:
-        await asyncio.to_thread(
-            self.store.add_event,
-            record.namespace,
-            "Service",
-            record.name,
-            "service-controller",
-            reason,
-            message,
-            data,
-        )
+        args = (record.namespace, "Service", record.name, "service-controller", reason, message, data)
+        self.writer.submit(lambda: self.store.add_event(*args))
 
     async def _write_status(
         self, record: Any, plan: ServicePlan, observed: Sequence[ReplicaObservation]
@@ -406,15 +420,16 @@ class ServiceController:
         decision = self.targets.status(record.namespace, record.name) if self.targets else None
         if decision:
             status["autoscaler"] = {k: v for k, v in decision.items() if k not in ("inputs", "at")}
-        if self._last_status.get(key) != status or record.observed_generation != record.generation:
-            await asyncio.to_thread(
-                self.store.update_status, record.namespace, record.name, status, record.generation
-            )
+        namespace, name, generation = record.namespace, record.name, record.generation
+        written = self._observed_generation.get(key, record.observed_generation)
+        if self._last_status.get(key) != status or written != generation:
+            self.writer.submit(lambda: self.store.update_status(namespace, name, status, generation))
             self._last_status[key] = status
+            self._observed_generation[key] = generation
         rows = [_replica_row(r, self._draining) for r in observed]
         signature = [tuple(sorted(row.items())) for row in rows]
         if self._last_replicas.get(key) != signature:
-            await asyncio.to_thread(self._sync_replicas, record.namespace, record.name, rows)
+            self.writer.submit(lambda: self._sync_replicas(namespace, name, rows))
             self._last_replicas[key] = signature
 
     def _sync_replicas(self, namespace: str, service: str, rows: list[dict[str, Any]]) -> None:
