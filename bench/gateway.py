@@ -54,10 +54,20 @@ class Run:
     p99_us: float
     errors: int
     cpu_s: float  # proxy CPU seconds during the run (0 for the direct run)
+    user_s: float = 0.0  # of which in user space (the proxy's own code)
+    sys_s: float = 0.0  # of which in the kernel (system calls, TCP on loopback)
 
     @property
     def cpu_us_per_request(self) -> float:
         return self.cpu_s / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def user_us_per_request(self) -> float:
+        return self.user_s / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def sys_us_per_request(self) -> float:
+        return self.sys_s / self.requests * 1e6 if self.requests else 0.0
 
 
 # -- tools and processes ------------------------------------------------------------------------
@@ -89,17 +99,18 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: floa
     sys.exit(f"{name} did not listen on port {port} within {timeout:g} s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of a process and of its live descendants, in seconds."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process and of its live descendants, in seconds."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for p in [pid, *descendants(pid)]:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return total / tick
+        user += int(fields[11])  # utime (field 14 of stat)
+        system += int(fields[12])  # stime (field 15)
+    return user / tick, system / tick
 
 
 def descendants(pid: int) -> list[int]:
@@ -304,16 +315,17 @@ def drive(services: Services, name: str, connections: int, duration: float, rnd:
     url = f"http://{HOST}:{services.ports[name]}{services.path(name)}"
     pid = services.procs[name].pid
     measure = name != "direct"
-    before = cpu_seconds(pid) if measure else 0.0
+    before = cpu_seconds(pid) if measure else (0.0, 0.0)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    cpu = cpu_seconds(pid) - before if measure else 0.0
+    after = cpu_seconds(pid) if measure else (0.0, 0.0)
+    user, system = after[0] - before[0], after[1] - before[1]
     requests, rps, p50, p99, errors = parse_wrk(out)
-    return Run(name, connections, rnd, requests, rps, p50, p99, errors, cpu)
+    return Run(name, connections, rnd, requests, rps, p50, p99, errors, user + system, user, system)
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -328,6 +340,8 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, dict[str, float]]]:
             "p50_us": statistics.median(r.p50_us for r in mine),
             "p99_us": statistics.median(r.p99_us for r in mine),
             "cpu_us_per_request": statistics.median(r.cpu_us_per_request for r in mine),
+            "user_us_per_request": statistics.median(r.user_us_per_request for r in mine),
+            "sys_us_per_request": statistics.median(r.sys_us_per_request for r in mine),
             "errors": sum(r.errors for r in mine),
         }
     for conns_figures in out.values():
@@ -344,6 +358,8 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, dict[str, float]]]:
             fig["rps_vs_haproxy"] = fig["rps"] / h["rps"]
             fig["p50_added_vs_haproxy"] = _ratio(fig["p50_added_us"], h["p50_added_us"])
             fig["cpu_vs_haproxy"] = _ratio(fig["cpu_us_per_request"], h["cpu_us_per_request"])
+            fig["user_vs_haproxy"] = _ratio(fig["user_us_per_request"], h["user_us_per_request"])
+            fig["sys_vs_haproxy"] = _ratio(fig["sys_us_per_request"], h["sys_us_per_request"])
     return out
 
 
@@ -352,7 +368,22 @@ def _ratio(a: float, b: float) -> float:
 
 
 def print_table(summary: dict[str, dict[str, dict[str, float]]]) -> None:
-    cols = ("conns", "req/s", "x hap", "p50 us", "p99 us", "+p50 us", "x hap", "cpu us/req", "x hap", "err")
+    cols = (
+        "conns",
+        "req/s",
+        "x hap",
+        "p50 us",
+        "p99 us",
+        "+p50 us",
+        "x hap",
+        "cpu us/req",
+        "x hap",
+        "user us",
+        "x hap",
+        "sys us",
+        "x hap",
+        "err",
+    )
     print(f"\n{'target':<9}" + "".join(f"{c:>11}" for c in cols))
     for target, per in summary.items():
         for conns, f in sorted(per.items(), key=lambda kv: int(kv[0])):
@@ -366,6 +397,10 @@ def print_table(summary: dict[str, dict[str, dict[str, float]]]) -> None:
                 f"{f.get('p50_added_vs_haproxy', float('nan')):.2f}",
                 f"{f['cpu_us_per_request']:.1f}",
                 f"{f.get('cpu_vs_haproxy', float('nan')):.2f}",
+                f"{f['user_us_per_request']:.1f}",
+                f"{f.get('user_vs_haproxy', float('nan')):.2f}",
+                f"{f['sys_us_per_request']:.1f}",
+                f"{f.get('sys_vs_haproxy', float('nan')):.2f}",
                 f"{f['errors']:.0f}",
             )
             print(f"{target:<9}" + "".join(f"{v:>11}" for v in row))
@@ -462,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                         runs.append(run)
                         print(
                             f"round {rnd} {name:<8} c={c:<3} {run.rps:>9.0f} req/s  p50 {run.p50_us:>6.0f} us"
-                            f"  p99 {run.p99_us:>6.0f} us  cpu {run.cpu_us_per_request:5.1f} us/req",
+                            f"  p99 {run.p99_us:>6.0f} us  cpu {run.cpu_us_per_request:5.1f} us/req"
+                            f" (user {run.user_us_per_request:5.1f}, sys {run.sys_us_per_request:5.1f})",
                             flush=True,
                         )
             scraped = scrape_metrics(services)
@@ -482,7 +518,15 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "targets": verdicts,
         "gateway_metrics_requests_total": scraped,
-        "runs": [asdict(r) | {"cpu_us_per_request": r.cpu_us_per_request} for r in runs],
+        "runs": [
+            asdict(r)
+            | {
+                "cpu_us_per_request": r.cpu_us_per_request,
+                "user_us_per_request": r.user_us_per_request,
+                "sys_us_per_request": r.sys_us_per_request,
+            }
+            for r in runs
+        ],
     }
     (args.out / "gateway.json").write_text(json.dumps(doc, indent=2))
     chart(summary, args.out / "gateway.png")
