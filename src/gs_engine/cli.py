@@ -329,7 +329,19 @@ def get_nodes(output: Output = OutputOpt) -> None:
     """List nodes with CPU, memory and GPUs."""
     with client() as api:
         items = api.nodes()
-    table = Table("NAME", "RUNTIME", "READY", "CPUS", "CPU%", "MEMORY", "AVAILABLE", "GPUS", box=None)
+    table = Table(
+        "NAME",
+        "RUNTIME",
+        "READY",
+        "CPUS",
+        "CPU%",
+        "MEMORY",
+        "AVAILABLE",
+        "REQUESTED",
+        "REPLICAS",
+        "GPUS",
+        box=None,
+    )
     for n in items:
         table.add_row(
             n["name"],
@@ -339,6 +351,8 @@ def get_nodes(output: Output = OutputOpt) -> None:
             f"{n['cpu']['percent']:.0f}",
             _bytes(n["memory"]["bytes"]),
             _bytes(n["memory"]["availableBytes"]),
+            f"{n['allocated']['cpuCores']:g} cpu, {_bytes(n['allocated']['memoryBytes'])}",
+            str(n["allocated"]["replicas"]),
             ", ".join(g["name"] for g in n["gpus"]) or "-",
         )
     emit(items, output, table)
@@ -415,6 +429,13 @@ def describe_service(
     )
     labels = ", ".join(f"{k}={v}" for k, v in (service.get("labels") or {}).items()) or "-"
     console.print(f"  labels     {labels}", highlight=False)
+    scaler = st.get("autoscaler")
+    if scaler:
+        console.print(
+            f"  autoscaler {scaler.get('policy')}: {scaler.get('desiredReplicas')} replicas "
+            f"({scaler.get('reason')}); {st.get('warmReplicas', 0)} warm",
+            highlight=False,
+        )
     for c in spec["containers"]:
         command = " ".join([*c.get("command", []), *c.get("args", [])]) or c.get("image") or ""
         console.print(f"  container  {c['name']}: {command}", highlight=False)

@@ -293,9 +293,33 @@ async def list_replicas(
 @router.get("/nodes", summary="Nodes with CPU, memory and GPUs")
 async def list_nodes(request: Request) -> dict[str, Any]:
     from gs_engine.api.views import node_view
+    from gs_engine.autoscaling.live import replica_requests
+    from gs_engine.spec.quantity import cpu_cores, memory_bytes
 
-    nodes = await _engine(request).runtime.nodes()
-    return {"items": [node_view(n) for n in nodes]}
+    engine = _engine(request)
+    nodes = await engine.runtime.nodes()
+    records = await asyncio.to_thread(engine.store.all_services)
+    per_replica = {(r.namespace, r.name): replica_requests(r.spec) for r in records}
+    allocated: dict[str, dict[str, float]] = {}
+    for replica in engine.runtime.replicas():  # warm standbys included: they hold their resources
+        if replica.state.value == "Exited":
+            continue
+        requests = per_replica.get((replica.namespace, replica.service), {})
+        entry = allocated.setdefault(replica.node, {"cpu": 0.0, "memory": 0.0, "replicas": 0})
+        entry["cpu"] += cpu_cores(requests["cpu"]) if "cpu" in requests else 0.0
+        entry["memory"] += memory_bytes(requests["memory"]) if "memory" in requests else 0
+        entry["replicas"] += 1
+    items = []
+    for node in nodes:
+        view = node_view(node)
+        used = allocated.get(node.name, {"cpu": 0.0, "memory": 0.0, "replicas": 0})
+        view["allocated"] = {
+            "replicas": int(used["replicas"]),
+            "cpuCores": round(used["cpu"], 3),
+            "memoryBytes": int(used["memory"]),
+        }
+        items.append(view)
+    return {"items": items}
 
 
 # --- namespaces -------------------------------------------------------------------------------
