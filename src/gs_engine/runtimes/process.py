@@ -1018,13 +1018,13 @@ class ProcessRuntime:
                 return
             was_ready = replica.probe_state.ready
             replica.probe_state = replica.probe_state.observe(result.ok)
-            if replica.probe_state.ready != was_ready:
-                self._changed()
             if replica.probe_state.ready:
                 replica.state, replica.message = ReplicaState.RUNNING, ""
             elif not result.ok:
                 prefix = "not ready" if replica.probe_state.ever_ready else "waiting for readiness"
                 replica.message = f"{prefix}: {result.message}"
+            if replica.probe_state.ready != was_ready:
+                self._changed()  # after the state is set: a watcher that looks sees the replica ready
             period = config.period_seconds
             if not replica.probe_state.ever_ready:
                 period = min(period, self._startup_probe_seconds)
