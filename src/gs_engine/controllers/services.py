@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gs_engine.autoscaling.live import service_doc
 from gs_engine.controllers.plan import DesiredService, Draining, ServicePlan, plan_service
 from gs_engine.controllers.writer import BackgroundWriter
 from gs_engine.errors import GseError
@@ -56,13 +57,8 @@ class ControllerMetrics:
     durations: list[float] = field(default_factory=list)
 
 
-def _service_doc(spec: dict[str, Any]) -> dict[str, Any]:
-    inner = spec.get("service", spec)
-    return inner if isinstance(inner, dict) else {}
-
-
 def route_for(record: Any, endpoints: Sequence[ReplicaObservation]) -> RouteConfig:
-    doc = _service_doc(record.spec)
+    doc = service_doc(record.spec)
     route = doc.get("route") or {}
     prefix = route.get("pathPrefix") or f"/{record.namespace}/{record.name}"
     timeout = route.get("timeoutSeconds")
@@ -218,7 +214,7 @@ class ServiceController:
             key = (record.namespace, record.name)
             observed = observed_by_service.get(key, [])
             target = self.targets.target(record) if self.targets else None
-            replicas, warm = target if target else (int(_service_doc(record.spec).get("replicas", 1)), 0)
+            replicas, warm = target if target else (int(service_doc(record.spec).get("replicas", 1)), 0)
             desired = DesiredService(
                 namespace=record.namespace,
                 name=record.name,
@@ -329,7 +325,7 @@ class ServiceController:
             return
         wanted = set()
         for record in records:
-            prewarm = _service_doc(record.spec).get("prewarm") or {}
+            prewarm = service_doc(record.spec).get("prewarm") or {}
             if record.deleting or not prewarm.get("zygote"):
                 continue
             key = (record.namespace, record.name, record.revision)
