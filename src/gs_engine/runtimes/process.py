@@ -453,7 +453,7 @@ class ProcessRuntime:
         log_max_bytes: int = 10 * 2**20,
         clock: Callable[[], float] = time.time,
         log_check_seconds: float = 0.5,
-        startup_probe_seconds: float = 0.1,
+        startup_probe_seconds: float = 0.02,  # until first ready: a ready replica waits little for traffic
         stop_grace_seconds: float = 10.0,
         zygote_idle_seconds: float = 600.0,
         zygote_start_timeout: float = 120.0,
