@@ -20,6 +20,11 @@ class OutlierDetector:
         self._ejections: dict[str, int] = {}
         self.ejected: dict[str, float] = {}  # endpoint id -> ejected until (empty on the fast path)
 
+    @property
+    def failing(self) -> bool:
+        """True while any replica has failures or ejections on record (else `success` is a no-op)."""
+        return bool(self._fails or self._ejections)
+
     def success(self, endpoint_id: str) -> None:
         if self._fails:
             self._fails.pop(endpoint_id, None)

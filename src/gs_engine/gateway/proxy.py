@@ -11,8 +11,9 @@ connection) or looks anything up beyond dicts built ahead of time.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import httptools
@@ -49,6 +50,28 @@ _RAW = 1  # Content-Length from upstream, bytes copied as they are
 _CHUNK = 2  # re-framed as chunked
 _CLOSE = 3  # close-delimited (HTTP/1.0 client), connection closed at the end
 _TUNNEL = 4  # after 101 Switching Protocols
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+def header_lines_pattern(names: Iterable[bytes]) -> re.Pattern[bytes]:
+    """Matches "\\r\\nName: value" for the given (lower-case) names, any case; groups name, value.
+
+    Names are grouped by first letter so the matcher tries one branch per line, not every name.
+    """
+    by_first: dict[bytes, list[bytes]] = {}
+    for name in sorted(set(names), key=len, reverse=True):
+        by_first.setdefault(name[:1], []).append(name[1:])
+    alternatives = b"|".join(
+        re.escape(first) + b"(?:" + b"|".join(re.escape(rest) for rest in rests) + b")"
+        for first, rests in sorted(by_first.items())
+    )
+    return re.compile(rb"\r\n(" + alternatives + rb")[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+def _named_fields(names: Iterable[bytes]) -> re.Pattern[bytes]:
+    return header_lines_pattern(names)
 
 
 class _Reject(Exception):
@@ -133,6 +156,8 @@ class ProxyState:
         "per_client",
         "header_timeout",
         "activator",
+        "hop_fields",
+        "via_rid",
     )
 
     def __init__(
@@ -152,6 +177,9 @@ class ProxyState:
         self.pools: dict[str, EndpointPool] = {}
         self.ids = RequestIds()
         self.rid_header = request_id_header.lower().encode("ascii")
+        # response header lines the gateway drops or rebuilds: hop-by-hop ones and the request id
+        self.hop_fields = header_lines_pattern(HOP_BY_HOP | {self.rid_header})
+        self.via_rid = b"\r\nvia: 1.1 gse\r\n" + self.rid_header + b": "
         self.max_url = max_url
         self.max_header_bytes = max_header_bytes
         self.unmatched = RouteCounters("-")
@@ -969,89 +997,86 @@ class Exchange:
             self.conn.finish(self)
 
     # -- response side ---------------------------------------------------------------------------
-    def on_upstream_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        self._cancel_timer()
+    def on_upstream_head(self, status: int, head: bytes) -> None:
+        if self.timer is not None:
+            self._cancel_timer()
         self.replay = None
         conn = self.conn
+        state = conn.state
         pool = self.pool
         if pool is not None and status >= 200:
+            outliers = state.outliers
             if status >= 500:
-                conn.state.outliers.failure(pool.endpoint.id, conn.loop.time())
-            else:
-                conn.state.outliers.success(pool.endpoint.id)
+                outliers.failure(pool.endpoint.id, conn.loop.time())
+            elif outliers.failing:
+                outliers.success(pool.endpoint.id)
+        # the head minus its status line and final blank line: "\r\nName: value" lines
+        line_end = head.find(b"\r\n")
+        fields = head[line_end:-4]
+        # one split: kept text, then (name, value) of each dropped line, kept text, ...
+        parts = state.hop_fields.split(fields)
+        hop: Iterable[tuple[bytes, bytes]] = ()
+        if len(parts) > 1:
+            fields = b"".join(parts[0::3])
+            hop = zip(parts[1::3], parts[2::3], strict=True)
+        status_line = head[8:line_end]  # " 200 OK" after "HTTP/1.x"
         if 100 <= status < 200 and status != 101:
             if self.http11:
-                lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-                for name, value in headers:
-                    if name.lower() not in HOP_BY_HOP:
-                        lines.append(b"%s: %s\r\n" % (name, value))
-                lines.append(b"\r\n")
-                conn.write(b"".join(lines))
+                conn.write(b"".join((b"HTTP/1.1", status_line, fields, b"\r\n\r\n")))
             return
         content_length: bytes | None = None
         chunked = False
         conn_values: list[bytes] | None = None
         upgrade: bytes | None = None
-        rid_header = conn.state.rid_header
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        append = lines.append
-        for name, value in headers:
+        for name, value in hop:
             lname = name.lower()
-            if lname in HOP_BY_HOP:
-                if lname == b"content-length":
-                    content_length = value.strip()
-                elif lname == b"transfer-encoding":
-                    chunked = True
-                elif lname == b"connection":
+            if lname == b"content-length":
+                content_length = value.strip()
+            elif lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"connection":
+                if value.strip().lower() not in _PLAIN_CONNECTION:
                     conn_values = [value] if conn_values is None else [*conn_values, value]
-                elif lname == b"upgrade":
-                    upgrade = value
-                continue
-            if lname == rid_header:
-                continue
-            append(b"%s: %s\r\n" % (name, value))
+            elif lname == b"upgrade":
+                upgrade = value.strip()
         if conn_values:
             tokens = connection_tokens(conn_values) - {b"close", b"keep-alive", b"upgrade"}
             if tokens:
-                keep = [lines[0]]
-                for line in lines[1:]:
-                    if line.split(b":", 1)[0].lower() not in tokens:
-                        keep.append(line)
-                lines = keep
-                append = lines.append
+                fields = _named_fields(tokens).sub(b"", fields)
         if status == 101 and self.upgrade:
             self.mode = _TUNNEL
-            append(b"connection: upgrade\r\n")
+            framing = b"\r\nconnection: upgrade"
             if upgrade is not None:
-                append(b"upgrade: %s\r\n" % upgrade)
+                framing += b"\r\nupgrade: " + upgrade
         elif self.head_only or status == 204 or status == 304:
             self.mode = _NO_BODY
-            if content_length is not None:
-                append(b"content-length: %s\r\n" % content_length)
+            framing = b"\r\ncontent-length: " + content_length if content_length is not None else b""
         elif chunked or content_length is None:
             self.up_close_delimited = not chunked
+            framing = b""
             if self.http11:
                 self.mode = _CHUNK
-                append(b"transfer-encoding: chunked\r\n")
+                framing = b"\r\ntransfer-encoding: chunked"
             else:
                 self.mode = _CLOSE
                 self.close_after = True
         else:
             self.mode = _RAW
-            append(b"content-length: %s\r\n" % content_length)
+            framing = b"\r\ncontent-length: " + content_length
         if self.upgrade and status != 101:
             self.close_after = True  # the client side is past its HTTP/1 framing
         if not self.keep_alive or conn.eof:
             self.close_after = True
         if self.mode != _TUNNEL:
             if self.close_after:
-                append(b"connection: close\r\n")
+                framing += b"\r\nconnection: close"
             elif not self.http11:
-                append(b"connection: keep-alive\r\n")
-        append(b"via: 1.1 gse\r\n%s: %s\r\n\r\n" % (rid_header, self.rid))
+                framing += b"\r\nconnection: keep-alive"
         self.status = status
         self.response_started = True
-        conn.write(b"".join(lines))
+        conn.write(
+            b"".join((b"HTTP/1.1", status_line, fields, framing, state.via_rid, self.rid, b"\r\n\r\n"))
+        )
 
     def on_upstream_body(self, data: bytes) -> None:
         mode = self.mode
@@ -1088,12 +1113,6 @@ class Exchange:
         if conn.transport is not None and not conn.closed:
             conn.broken = False
             conn.resume_reading(_PENDING_FULL)
-
-    def hold_writes(self) -> bool:
-        return self.conn.hold_writes()
-
-    def release_writes(self) -> None:
-        self.conn.flush()
 
     def tunnel_from_client(self, data: bytes) -> None:
         up = self.up

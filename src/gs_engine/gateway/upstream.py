@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -15,20 +16,35 @@ if TYPE_CHECKING:
 
 WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
+MAX_RESPONSE_HEAD = 256 * 1024  # a replica's response head may not grow past this
+
+
+_CONNECTION_CLOSE = re.compile(rb"\r\nconnection[ \t]*:[^\r\n]*close", re.IGNORECASE)
+
+
+class WriteHolder(Protocol):
+    """The client side of an exchange: writes can be held while one upstream read is handled."""
+
+    def hold_writes(self) -> bool: ...
+    def flush(self) -> None: ...
 
 
 class ResponseSink(Protocol):
-    """What an upstream connection reports to: the exchange it currently carries."""
+    """What an upstream connection reports to: the exchange it currently carries.
 
-    def on_upstream_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
+    `on_upstream_head` gets the status code and the raw response head, status line to the
+    blank line included, exactly as the replica sent it (the parser has already checked it).
+    """
+
+    @property
+    def conn(self) -> WriteHolder: ...
+    def on_upstream_head(self, status: int, head: bytes) -> None: ...
     def on_upstream_body(self, data: bytes) -> None: ...
     def on_upstream_complete(self, keep_alive: bool) -> None: ...
     def on_upstream_lost(self, exc: Exception | None) -> None: ...
     def on_upstream_upgrade(self, rest: bytes) -> None: ...
     def on_upstream_pause_writing(self) -> None: ...
     def on_upstream_resume_writing(self) -> None: ...
-    def hold_writes(self) -> bool: ...
-    def release_writes(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -41,8 +57,7 @@ class UpstreamConnection(asyncio.Protocol):
         "closed",
         "got_bytes",
         "tunnel",
-        "_reason",
-        "_headers",
+        "_head",
         "_head_only",
     )
 
@@ -55,8 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.got_bytes = False  # any response byte since the current request was sent
         self.tunnel = False
-        self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._head: bytes | None = b""  # the response head so far (None once it is complete)
         self._head_only = False
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -73,7 +87,17 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel:
             sink.on_upstream_body(data)
             return
-        held = sink.hold_writes()
+        client = sink.conn
+        held = client.hold_writes()
+        if self._head is not None:
+            self._head += data
+            if len(self._head) > MAX_RESPONSE_HEAD:
+                self.sink = None
+                self.close()
+                sink.on_upstream_lost(ValueError("the response head is too large"))
+                if held:
+                    client.flush()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -86,7 +110,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_lost(exc)
         finally:
             if held:
-                sink.release_writes()
+                client.flush()
 
     def eof_received(self) -> bool | None:
         return None
@@ -108,34 +132,28 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink.on_upstream_resume_writing()
 
     # -- httptools callbacks --------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._reason = b""
-
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
+    # No per-header callbacks: the parser checks the head and frames the body, and the head
+    # is handed on as the raw bytes collected in `_head` (one slice instead of a call per header).
     def on_headers_complete(self) -> None:
         sink = self.sink
+        raw = self._head or b""
+        end = raw.find(b"\r\n\r\n") + 4
+        head = raw[:end]
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._head = raw[end:]  # an interim response: the final head follows it
+        else:
+            self._head = None
         if sink is None:
             return
-        status = self.parser.get_status_code()
-        sink.on_upstream_head(status, self._reason, self._headers)
+        sink.on_upstream_head(status, head)
         if self._head_only and status >= 200 and status != 101:
             # A HEAD response has no body whatever its Content-Length says; the parser
             # cannot be told, so finish here and parse the next response with a new one.
             self.parser = httptools.HttpResponseParser(self)
+            self._head = b""
             self.sink = None
-            sink.on_upstream_complete(self._keep_alive_after_head())
-
-    def _keep_alive_after_head(self) -> bool:
-        for name, value in self._headers:
-            if name.lower() == b"connection" and b"close" in value.lower():
-                return False
-        return True
+            sink.on_upstream_complete(_CONNECTION_CLOSE.search(head) is None)
 
     def on_body(self, body: bytes) -> None:
         if self.sink is not None:
@@ -148,12 +166,14 @@ class UpstreamConnection(asyncio.Protocol):
         if self.parser.get_status_code() < 200:
             return  # an interim response (100 Continue); the final one follows
         self.sink = None
+        self._head = b""
         sink.on_upstream_complete(self.parser.should_keep_alive())
 
     # -- used by the exchange ---------------------------------------------------------------
     def attach(self, sink: ResponseSink, head_only: bool) -> None:
         self.sink = sink
         self.got_bytes = False
+        self._head = b""
         self._head_only = head_only
 
     def detach(self) -> None:
