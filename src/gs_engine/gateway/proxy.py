@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import cast
@@ -32,13 +33,15 @@ from gs_engine.gateway.http1 import (
 from gs_engine.gateway.limits import RetryBudget, TokenBucket, retry_after_seconds
 from gs_engine.gateway.outliers import OutlierDetector
 from gs_engine.gateway.routes import CompiledRoute, RouteTable
-from gs_engine.gateway.stats import RouteCounters
+from gs_engine.gateway.stats import LATENCY_BUCKETS, RouteCounters
 from gs_engine.gateway.upstream import WRITE_HIGH_WATER, WRITE_LOW_WATER, EndpointPool, UpstreamConnection
 
 IDEMPOTENT: frozenset[bytes] = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 LINGER_SECONDS = 2.0  # how long a refused client may keep sending before it is cut off
 REPLAY_LIMIT = 64 * 1024  # request bytes kept to retry a stale keep-alive connection
 PENDING_LIMIT = 256 * 1024  # request bytes buffered before reading from the client pauses
+# response timeouts at least this long are checked by the gateway's 1 s sweep instead of a timer
+COARSE_TIMEOUT = 5.0
 
 # why reading from a client is paused (bit flags)
 _UPSTREAM_FULL = 1
@@ -411,7 +414,7 @@ class ClientConnection(asyncio.Protocol):
         self.headers = []
         self.header_bytes = 0
         self.in_head = True
-        self.head_started = self.loop.time()
+        self.head_started = self.last_active  # read in data_received just before parsing
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -463,11 +466,12 @@ class ClientConnection(asyncio.Protocol):
         finally:
             self.advancing = False
 
-    def finish(self, ex: Exchange) -> None:
+    def finish(self, ex: Exchange, now: float | None = None) -> None:
         """Called once an exchange has both read its request and written its response."""
-        if self.queue and self.queue[0] is ex:
-            self.queue.popleft()
-        self.last_active = self.loop.time()
+        queue = self.queue
+        if queue and queue[0] is ex:
+            queue.popleft()
+        self.last_active = now if now is not None else self.loop.time()
         if ex.close_after or (self.eof and not self.queue):
             self.close()
             return
@@ -697,6 +701,7 @@ class Exchange:
         "pending",
         "pending_size",
         "timer",
+        "deadline",
         "mode",
         "up_close_delimited",
         "status",
@@ -745,6 +750,7 @@ class Exchange:
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # when the first response byte is due (loop time); 0 = not armed
         self.mode = _NO_BODY
         self.up_close_delimited = False
         self.status = 0
@@ -904,16 +910,30 @@ class Exchange:
             transport.writelines(parts)
 
     def _arm_timer(self) -> None:
-        if self.timer is None and self.rt is not None and not self.upgrade:
-            self.timer = self.conn.loop.call_later(self.rt.response_timeout, self._timed_out)
+        rt = self.rt
+        if self.timer is None and not self.deadline and rt is not None and not self.upgrade:
+            timeout = rt.response_timeout
+            loop = self.conn.loop
+            if timeout >= COARSE_TIMEOUT:
+                # checked by the gateway's once-a-second sweep: no timer handle per request
+                self.deadline = loop.time() + timeout
+            else:
+                self.timer = loop.call_later(timeout, self._timed_out)
 
     def _cancel_timer(self) -> None:
+        self.deadline = 0.0
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
+    def check_deadline(self, now: float) -> None:
+        """Called by the sweep: answer 504 if the first response byte is overdue."""
+        if self.deadline and now >= self.deadline:
+            self._timed_out()
+
     def _timed_out(self) -> None:
         self.timer = None
+        self.deadline = 0.0
         up = self.up
         if self.response_started or self.response_done:
             return
@@ -998,7 +1018,7 @@ class Exchange:
 
     # -- response side ---------------------------------------------------------------------------
     def on_upstream_head(self, status: int, head: bytes) -> None:
-        if self.timer is not None:
+        if self.deadline or self.timer is not None:
             self._cancel_timer()
         self.replay = None
         conn = self.conn
@@ -1081,7 +1101,13 @@ class Exchange:
     def on_upstream_body(self, data: bytes) -> None:
         mode = self.mode
         conn = self.conn
-        if mode == _CHUNK:
+        if mode == _RAW:
+            wbuf = conn.wbuf
+            if wbuf is not None and not conn.closed:
+                wbuf.append(data)
+            else:
+                conn.write(data)
+        elif mode == _CHUNK:
             if data:
                 conn.write(b"%x\r\n" % len(data))
                 conn.write(data)
@@ -1125,20 +1151,22 @@ class Exchange:
             conn.write(b"0\r\n\r\n")
         up = self.up
         self.up = None
+        now = conn.loop.time()
         if up is not None:
             if conn.write_paused and up.transport is not None:
                 up.transport.resume_reading()
-            conn.resume_reading(_UPSTREAM_FULL)
+            if conn.read_paused:
+                conn.resume_reading(_UPSTREAM_FULL)
             if keep_alive and self.request_done and not self.upgrade:
-                up.pool.release(up, conn.loop.time())
+                up.pool.release(up, now)
             else:
                 up.pool.busy.discard(up)
                 up.close()
         self._release_pool()
         self.response_done = True
-        self._record(self.status)
+        self._record(self.status, now)
         if self.request_done:
-            conn.finish(self)
+            conn.finish(self, now)
 
     def on_upstream_lost(self, exc: Exception | None) -> None:
         up = self.up
@@ -1238,13 +1266,19 @@ class Exchange:
         if self.request_done:
             conn.finish(self)
 
-    def _record(self, status: int) -> None:
+    def _record(self, status: int, now: float | None = None) -> None:
         if self.counted or not self.started:
             return
         self.counted = True
         counters = self.rt.counters if self.rt is not None else self.conn.state.unmatched
         counters.inflight -= 1
-        counters.observe(status, self.conn.loop.time() - self.t0)
+        # RouteCounters.observe, inlined (it runs once per request)
+        seconds = (now if now is not None else self.conn.loop.time()) - self.t0
+        by_code = counters.by_code
+        by_code[status] = by_code.get(status, 0) + 1
+        counters.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        counters.duration_sum += seconds
+        counters.count += 1
 
     def abort_client_gone(self) -> None:
         self.conn.state.activator.forget(self)

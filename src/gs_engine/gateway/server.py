@@ -301,6 +301,9 @@ class Gateway:
             head_limit = state.header_timeout
             idle_limit = self._client_idle_timeout
             for client in list(state.clients):
+                queue = client.queue
+                if queue and queue[0].deadline:
+                    queue[0].check_deadline(now)
                 if client.in_head:
                     if now - client.head_started > head_limit:
                         client.head_timed_out()
