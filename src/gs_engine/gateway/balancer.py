@@ -12,12 +12,14 @@ from collections.abc import Callable, Sequence
 
 
 class Balancer:
-    __slots__ = ("_random", "_inflight")
+    __slots__ = ("_random", "_inflight", "outstanding")
 
     def __init__(self, random: Callable[[], float] | None = None) -> None:
         """`random` returns a float in [0, 1) (like `random.random`); inject one in tests."""
         self._random: Callable[[], float] = random if random is not None else _random.random
         self._inflight: dict[str, int] = {}
+        # the same dict, public: the proxy's hot path does `start`/`finish` on it inline
+        self.outstanding = self._inflight
 
     def pick(self, endpoint_ids: Sequence[str]) -> int:
         """The index into `endpoint_ids` to send to, or -1 when there is none."""

@@ -43,30 +43,31 @@ class RetryBudget:
     `ratio` more attempts than requests once the floor is spent.
     """
 
-    __slots__ = ("ratio", "min_per_second", "_window", "_requests", "_retries")
+    __slots__ = ("ratio", "min_per_second", "window", "requests", "_retries")
 
     def __init__(self, ratio: float = 0.2, min_per_second: int = 3) -> None:
         self.ratio = ratio
         self.min_per_second = min_per_second
-        self._window = -1
-        self._requests = 0
+        self.window = -1  # the whole second the counts are for
+        self.requests = 0  # requests seen in that second (the proxy may count them inline)
         self._retries = 0
 
-    def _roll(self, now: float) -> None:
+    def roll(self, now: float) -> None:
+        """Start a new window if `now` is in another second."""
         window = int(now)
-        if window != self._window:
-            self._window = window
-            self._requests = 0
+        if window != self.window:
+            self.window = window
+            self.requests = 0
             self._retries = 0
 
     def on_request(self, now: float) -> None:
-        self._roll(now)
-        self._requests += 1
+        self.roll(now)
+        self.requests += 1
 
     def try_retry(self, now: float) -> bool:
         """Spend one retry if the budget allows it."""
-        self._roll(now)
-        if self._retries < self.min_per_second + self.ratio * self._requests:
+        self.roll(now)
+        if self._retries < self.min_per_second + self.ratio * self.requests:
             self._retries += 1
             return True
         return False

@@ -161,6 +161,8 @@ class ProxyState:
         "activator",
         "hop_fields",
         "via_rid",
+        "via_line",
+        "special_request_fields",
     )
 
     def __init__(
@@ -183,6 +185,17 @@ class ProxyState:
         # response header lines the gateway drops or rebuilds: hop-by-hop ones and the request id
         self.hop_fields = header_lines_pattern(HOP_BY_HOP | {self.rid_header})
         self.via_rid = b"\r\nvia: 1.1 gse\r\n" + self.rid_header + b": "
+        self.via_line = b"x-forwarded-proto: http\r\nvia: 1.1 gse\r\n" + self.rid_header + b": "
+        # request headers that are not simply copied upstream
+        self.special_request_fields = HOP_BY_HOP | {
+            b"host",
+            b"x-forwarded-for",
+            b"via",
+            self.rid_header,
+            b"x-forwarded-proto",
+            b"x-forwarded-host",
+            b"expect",
+        }
         self.max_url = max_url
         self.max_header_bytes = max_header_bytes
         self.unmatched = RouteCounters("-")
@@ -215,6 +228,7 @@ class ClientConnection(asyncio.Protocol):
         "transport",
         "parser",
         "peer",
+        "xff_line",
         "queue",
         "cur",
         "url",
@@ -242,6 +256,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b""
+        self.xff_line = b"x-forwarded-for: \r\n"  # for a request without X-Forwarded-For
         self.queue: deque[Exchange] = deque()
         self.cur: Exchange | None = None
         self.url = b""
@@ -269,6 +284,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = str(peer[0]).encode("ascii", "replace")
+            self.xff_line = b"x-forwarded-for: " + self.peer + b"\r\n"
         state = self.state
         state.clients.add(self)
         cap = state.max_per_client
@@ -549,9 +565,18 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
     upgrade: bytes | None = None
     expect_continue = False
     bad = ""
-    fwd: list[tuple[bytes, bytes, bytes]] = []
+    # the upstream head as pieces for one join: [request line, name, ": ", value, "\r\n", ...]
+    fwd: list[bytes] = [b""]
+    append = fwd.append
+    special = state.special_request_fields
     for name, value in conn.headers:
         lname = name.lower()
+        if lname not in special:
+            append(name)
+            append(b": ")
+            append(value)
+            append(b"\r\n")
+            continue
         if lname in HOP_BY_HOP:
             if lname == b"content-length":
                 value = value.strip()
@@ -585,7 +610,10 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
                 expect_continue = True
                 continue  # answered here, once the request is admitted
             bad = "the only expectation this gateway meets is 100-continue"
-        fwd.append((name, value, lname))
+        append(name)
+        append(b": ")
+        append(value)
+        append(b"\r\n")
 
     if rid is None or not sane_request_id(rid):
         rid = state.ids.new()
@@ -641,31 +669,40 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
             return ex
         ex.body_left = max_body
 
-    tokens = connection_tokens(conn_values) if conn_values else None
-    if tokens:
-        tokens -= {b"close", b"keep-alive", b"upgrade"}
-    lines = [b"%s %s HTTP/1.1\r\n" % (method, upstream_target)]
-    append = lines.append
-    for name, value, lname in fwd:
-        if tokens and lname in tokens:
-            continue
-        append(b"%s: %s\r\n" % (name, value))
-    peer = conn.peer
-    append(b"x-forwarded-for: %s\r\n" % (xff + b", " + peer if xff else peer))
+    if conn_values:
+        tokens = connection_tokens(conn_values) - _PLAIN_CONNECTION
+        if tokens:  # headers named in Connection are hop-by-hop too: drop them
+            kept = [fwd[0]]
+            for i in range(1, len(fwd), 4):
+                if fwd[i].lower() not in tokens:
+                    kept += fwd[i : i + 4]
+            fwd = kept
+            append = fwd.append
+    fwd[0] = b"%s %s HTTP/1.1\r\n" % (method, upstream_target)
+    append(conn.xff_line if not xff else b"x-forwarded-for: %s, %s\r\n" % (xff, conn.peer))
     if host is not None:
-        append(b"x-forwarded-host: %s\r\n" % host)
-    append(b"x-forwarded-proto: http\r\nvia: %s\r\n" % (via + b", 1.1 gse" if via else b"1.1 gse"))
-    append(b"%s: %s\r\n" % (rid_header, rid))
+        append(b"x-forwarded-host: ")
+        append(host)
+        append(b"\r\n")
+    # "x-forwarded-proto: http\r\nvia: ...\r\n<request id header>: "
+    append(
+        state.via_line
+        if not via
+        else b"x-forwarded-proto: http\r\nvia: %s, 1.1 gse\r\n%s: " % (via, rid_header)
+    )
+    append(rid)
     if te:
         ex.chunked = True
-        append(b"transfer-encoding: chunked\r\n")
+        append(b"\r\ntransfer-encoding: chunked")
     elif content_length is not None:
-        append(b"content-length: %s\r\n" % content_length)
+        append(b"\r\ncontent-length: ")
+        append(content_length)
     if upgrade is not None and parser.should_upgrade():
         ex.upgrade = True
-        append(b"connection: upgrade\r\nupgrade: %s\r\n" % upgrade)
-    append(b"\r\n")
-    ex.head = b"".join(lines)
+        append(b"\r\nconnection: upgrade\r\nupgrade: ")
+        append(upgrade)
+    append(b"\r\n\r\n")
+    ex.head = b"".join(fwd)
     return ex
 
 
@@ -795,7 +832,10 @@ class Exchange:
                 )
                 self._respond_local(self.local_status, self.local_detail)
                 return
-        rt.budget.on_request(now)
+        budget = rt.budget  # RetryBudget.on_request, inlined
+        if int(now) != budget.window:
+            budget.roll(now)
+        budget.requests += 1
         if not rt.pools:
             if not conn.state.activator.hold(self, rt, conn.loop):
                 self.set_local(503, f"service {rt.service} has {rt.max_held} requests waiting already", 1)
@@ -809,8 +849,13 @@ class Exchange:
         assert rt is not None
         if self.expect_continue and not self.request_done:
             self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        pool = self.conn.state.pick(rt, now)
-        self._use_pool(pool)
+        state = self.conn.state
+        pool = state.pick(rt, now)
+        self.pool = pool  # _use_pool, inlined
+        outstanding = state.balancer.outstanding
+        ep_id = pool.endpoint.id
+        outstanding[ep_id] = outstanding.get(ep_id, 0) + 1
+        pool.counters.requests_total += 1
         up = pool.take_idle(now, rt.idle_timeout)
         if up is not None:
             self.reused = True
@@ -827,7 +872,13 @@ class Exchange:
         pool = self.pool
         if pool is not None:
             self.pool = None
-            self.conn.state.balancer.finish(pool.endpoint.id)
+            outstanding = self.conn.state.balancer.outstanding  # Balancer.finish, inlined
+            ep_id = pool.endpoint.id
+            left = outstanding.get(ep_id, 0) - 1
+            if left > 0:
+                outstanding[ep_id] = left
+            else:
+                outstanding.pop(ep_id, None)
 
     def _connect(self) -> None:
         assert self.pool is not None and self.rt is not None

@@ -125,10 +125,18 @@ def _validate(route: RouteConfig) -> None:
             )
 
 
+CACHE_ENTRIES = 4096  # remembered matches per table (cleared when full)
+CACHE_MAX_PATH = 512  # longer paths are matched every time, not remembered
+_UNSEEN: tuple[CompiledRoute, bytes] = (
+    CompiledRoute(RouteConfig("-", "-", "-", "/"), -1, b"", None, False),
+    b"",
+)
+
+
 class RouteTable:
     """An immutable, compiled set of routes. Build once per change; match per request."""
 
-    __slots__ = ("routes", "_by_host", "_any_host")
+    __slots__ = ("routes", "_by_host", "_any_host", "_cache")
 
     def __init__(
         self,
@@ -139,6 +147,8 @@ class RouteTable:
         self.routes = routes
         self._by_host = by_host
         self._any_host = any_host
+        # (host, path) -> match, filled as requests come: a repeat path costs one dict lookup
+        self._cache: dict[bytes, tuple[CompiledRoute, bytes] | None] = {}
 
     @classmethod
     def build(cls, routes: Sequence[RouteConfig]) -> RouteTable:
@@ -185,6 +195,25 @@ class RouteTable:
             only_path, query = path[:q], path[q:]
         else:
             only_path, query = path, b""
+        # host routes make the host part of the key ("\n" never occurs in a parsed header value)
+        key = only_path if host is None or not self._by_host else host + b"\n" + only_path
+        cache = self._cache
+        hit = cache.get(key, _UNSEEN)
+        if hit is _UNSEEN:
+            hit = self._match_path(host, only_path)
+            if len(only_path) <= CACHE_MAX_PATH:
+                if len(cache) >= CACHE_ENTRIES:
+                    cache.clear()
+                cache[key] = hit
+        if hit is None:
+            return None
+        found, rest = hit
+        if not found.strip:
+            return found, path
+        return found, rest + query if query else rest
+
+    def _match_path(self, host: bytes | None, only_path: bytes) -> tuple[CompiledRoute, bytes] | None:
+        """The route for a path without its query, and that path with the prefix stripped."""
         found: CompiledRoute | None = None
         if host is not None and self._by_host:
             bucket = self._by_host.get(host_key(host))
@@ -195,11 +224,8 @@ class RouteTable:
             if found is None:
                 return None
         if not found.strip:
-            return found, path
-        rest = only_path[len(found.prefix) :]
-        if not rest:
-            rest = b"/"
-        return found, rest + query if query else rest
+            return found, only_path
+        return found, only_path[len(found.prefix) :] or b"/"
 
 
 def _longest(bucket: dict[bytes, CompiledRoute], path: bytes) -> CompiledRoute | None:
