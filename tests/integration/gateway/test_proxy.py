@@ -114,6 +114,35 @@ def test_slow_replica_is_504(gateway: GatewayRunner, backend: Backend) -> None:
         assert "default/digits" in str(doc["detail"])
 
 
+def test_long_response_timeout_is_kept_by_the_sweep(gateway: GatewayRunner, backend: Backend) -> None:
+    # Timeouts of COARSE_TIMEOUT or more have no timer of their own: the gateway's sweep
+    # answers 504 once the deadline has passed. Bring the deadline forward instead of waiting.
+    from gs_engine.gateway.proxy import COARSE_TIMEOUT
+
+    gateway.set_routes([svc([backend], response_timeout=COARSE_TIMEOUT * 4)])
+    state = gateway.gateway._state
+    result: dict[str, httpx.Response] = {}
+
+    def slow() -> None:
+        with httpx.Client(base_url=gateway.url, timeout=30) as c:
+            result["r"] = c.get("/default/digits/slow?s=20")
+
+    t = threading.Thread(target=slow)
+    t.start()
+
+    def waiting() -> list[object]:
+        return [c.queue[0] for c in state.clients if c.queue and c.queue[0].deadline]
+
+    assert wait_for(lambda: bool(gateway.call(waiting)))
+    left = gateway.call(lambda: [ex.deadline - state.loop.time() for ex in waiting()])  # type: ignore[attr-defined]
+    assert COARSE_TIMEOUT * 3 < left[0] <= COARSE_TIMEOUT * 4
+    gateway.call(lambda: [setattr(ex, "deadline", state.loop.time()) for ex in waiting()])  # type: ignore[union-attr]
+    t.join(timeout=10)
+    assert not t.is_alive(), "the sweep did not answer the overdue request"
+    doc = _problem(result["r"], 504)
+    assert "default/digits" in str(doc["detail"])
+
+
 def test_keep_alive_reuses_the_upstream_connection(gateway: GatewayRunner, backend: Backend) -> None:
     gateway.set_routes([svc([backend])])
     with httpx.Client(base_url=gateway.url) as c:

@@ -101,3 +101,27 @@ def test_tables_are_independent_values() -> None:
 
 def test_empty_table_matches_nothing() -> None:
     assert RouteTable.build([]).match(b"h", b"/") is None
+
+
+def test_repeated_matches_agree_with_the_first_whatever_the_host_and_query() -> None:
+    t = RouteTable.build(
+        [route("a/any", "/a"), route("a/host", "/a", host="h.example"), route("b/keep", "/b", strip=False)]
+    )
+    for _ in range(3):  # the first call fills the table's memory of matches, the others read it
+        assert names(t, b"h.example", b"/a/x?q=1") == ("a/host", b"/x?q=1")
+        assert names(t, b"other", b"/a/x?q=2") == ("a/any", b"/x?q=2")
+        assert names(t, None, b"/a/x") == ("a/any", b"/x")
+        assert names(t, b"H.EXAMPLE:8080", b"/a/x") == ("a/host", b"/x")
+        assert names(t, None, b"/b/y?z") == ("b/keep", b"/b/y?z")
+        assert names(t, None, b"/c") is None
+
+
+def test_many_distinct_paths_keep_matching_correctly() -> None:
+    from gs_engine.gateway.routes import CACHE_ENTRIES
+
+    t = RouteTable.build([route("a/b", "/a/b")])
+    for i in range(CACHE_ENTRIES * 2 + 3):
+        assert names(t, None, b"/a/b/%d" % i) == ("a/b", b"/%d" % i)
+        assert names(t, None, b"/z/%d" % i) is None
+    long_path = b"/a/b/" + b"x" * 2000
+    assert names(t, None, long_path) == ("a/b", b"/" + b"x" * 2000)
