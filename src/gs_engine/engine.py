@@ -119,8 +119,15 @@ class Engine:
 
         from gs_engine.api.app import create_app
 
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.settings.home, 0o700)
+        try:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.settings.home, 0o700)
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot use {self.settings.home} as the data directory: {exc.strerror}",
+                fix="point --home or GSE_HOME at a folder you can write",
+                field="home",
+            ) from exc
         api_socket = bind_socket(self.settings.api_host, self.settings.api_port, "--api-port", "GSE_API_PORT")
         try:
             await asyncio.to_thread(self.store.migrate)

@@ -148,3 +148,14 @@ def test_demo_code_path(tmp_path: Path) -> None:
     finally:
         sys.path.pop(0)
     assert run_demo(tmp_path / "demo-home", replicas=2, progress=False) == 0
+
+
+def test_unwritable_home_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    # the harness keeps its log in tmp_path/logs; the engine is given a home below a plain file
+    engine = EngineProcess(tmp_path / "logs", extra_env={"GSE_HOME": str(blocker / "home")})
+    with pytest.raises(RuntimeError) as failed:
+        engine.start(timeout=30)
+    assert "cannot use" in str(failed.value) and "GSE_HOME" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
