@@ -10,36 +10,31 @@ from __future__ import annotations
 
 
 class OutlierDetector:
-    __slots__ = ("threshold", "base_seconds", "max_seconds", "_fails", "_ejections", "ejected")
+    __slots__ = ("threshold", "base_seconds", "max_seconds", "fails", "ejections", "ejected")
 
     def __init__(self, threshold: int = 5, base_seconds: float = 5.0, max_seconds: float = 60.0) -> None:
         self.threshold = threshold
         self.base_seconds = base_seconds
         self.max_seconds = max_seconds
-        self._fails: dict[str, int] = {}
-        self._ejections: dict[str, int] = {}
+        self.fails: dict[str, int] = {}  # endpoint id -> failures in a row
+        self.ejections: dict[str, int] = {}  # endpoint id -> ejections in a row
         self.ejected: dict[str, float] = {}  # endpoint id -> ejected until (empty on the fast path)
 
-    @property
-    def failing(self) -> bool:
-        """True while any replica has failures or ejections on record (else `success` is a no-op)."""
-        return bool(self._fails or self._ejections)
-
     def success(self, endpoint_id: str) -> None:
-        if self._fails:
-            self._fails.pop(endpoint_id, None)
-        if self._ejections and endpoint_id not in self.ejected:
-            self._ejections.pop(endpoint_id, None)
+        if self.fails:
+            self.fails.pop(endpoint_id, None)
+        if self.ejections and endpoint_id not in self.ejected:
+            self.ejections.pop(endpoint_id, None)
 
     def failure(self, endpoint_id: str, now: float) -> bool:
         """Count a failure; True when it ejects the replica."""
-        n = self._fails.get(endpoint_id, 0) + 1
+        n = self.fails.get(endpoint_id, 0) + 1
         if n < self.threshold or self.threshold <= 0:
-            self._fails[endpoint_id] = n
+            self.fails[endpoint_id] = n
             return False
-        self._fails.pop(endpoint_id, None)
-        times = self._ejections.get(endpoint_id, 0)
-        self._ejections[endpoint_id] = times + 1
+        self.fails.pop(endpoint_id, None)
+        times = self.ejections.get(endpoint_id, 0)
+        self.ejections[endpoint_id] = times + 1
         self.ejected[endpoint_id] = now + min(self.max_seconds, self.base_seconds * (2**times))
         return True
 
@@ -49,12 +44,12 @@ class OutlierDetector:
             return False
         if now >= until:
             del self.ejected[endpoint_id]  # back on probation: one more failure ejects it again
-            self._fails[endpoint_id] = self.threshold - 1
+            self.fails[endpoint_id] = self.threshold - 1
             return False
         return True
 
     def forget(self, keep: set[str]) -> None:
         """Drop the state of endpoints no longer routed to."""
-        for table in (self._fails, self._ejections, self.ejected):
+        for table in (self.fails, self.ejections, self.ejected):
             for ep in [e for e in table if e not in keep]:
                 del table[ep]

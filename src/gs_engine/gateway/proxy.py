@@ -310,7 +310,11 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.broken:
             return
-        self.last_active = self.loop.time()
+        self.last_active = now = self.loop.time()
+        if self.cur is None and not self.in_head:
+            # not inside a request: these bytes begin a head (the header timeout runs from here)
+            self.in_head = True
+            self.head_started = now
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -318,7 +322,9 @@ class ClientConnection(asyncio.Protocol):
             self._upgraded(data[offset:])
         except httptools.HttpParserError as exc:
             self._malformed(exc)
-        self._advance()
+        queue = self.queue
+        if queue and not queue[0].started:
+            self._advance()
 
     def eof_received(self) -> bool | None:
         self.eof = True
@@ -425,13 +431,7 @@ class ClientConnection(asyncio.Protocol):
             transport.close()
 
     # -- httptools callbacks ---------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = []
-        self.header_bytes = 0
-        self.in_head = True
-        self.head_started = self.last_active  # read in data_received just before parsing
-
+    # (no on_message_begin: data_received marks a head's start, on_headers_complete resets)
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self.state.max_url:
@@ -448,6 +448,9 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         ex = _build_exchange(self)
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
         self.cur = ex
         self.queue.append(ex)
         if self.broken:
@@ -488,10 +491,11 @@ class ClientConnection(asyncio.Protocol):
         if queue and queue[0] is ex:
             queue.popleft()
         self.last_active = now if now is not None else self.loop.time()
-        if ex.close_after or (self.eof and not self.queue):
+        if ex.close_after or (self.eof and not queue):
             self.close()
             return
-        self._advance()
+        if queue and not queue[0].started:
+            self._advance()
 
     def head_timed_out(self) -> None:
         """The client took longer than the header timeout to send a request head: 408, close."""
@@ -1069,7 +1073,8 @@ class Exchange:
 
     # -- response side ---------------------------------------------------------------------------
     def on_upstream_head(self, status: int, head: bytes) -> None:
-        if self.deadline or self.timer is not None:
+        self.deadline = 0.0
+        if self.timer is not None:
             self._cancel_timer()
         self.replay = None
         conn = self.conn
@@ -1079,7 +1084,7 @@ class Exchange:
             outliers = state.outliers
             if status >= 500:
                 outliers.failure(pool.endpoint.id, conn.loop.time())
-            elif outliers.failing:
+            elif outliers.fails or outliers.ejections:  # else success() has nothing to clear
                 outliers.success(pool.endpoint.id)
         # the head minus its status line and final blank line: "\r\nName: value" lines
         line_end = head.find(b"\r\n")
