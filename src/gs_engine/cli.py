@@ -509,7 +509,7 @@ def logs(
             sys.stdout.write(api.logs(namespace, name, tail, replica))
             return
         try:
-            for line in api.follow_logs(namespace, name, replica):
+            for line in api.follow_logs(namespace, name, replica, tail):
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
         except KeyboardInterrupt:

@@ -158,8 +158,10 @@ class ApiClient:
             params["replica"] = replica
         return self.request("GET", f"/api/v1/namespaces/{namespace}/services/{name}/logs", params=params).text
 
-    def follow_logs(self, namespace: str, name: str, replica: str | None = None) -> Iterator[str]:
-        params: dict[str, Any] = {"follow": "true", "tail": 1}
+    def follow_logs(
+        self, namespace: str, name: str, replica: str | None = None, tail: int | None = 200
+    ) -> Iterator[str]:
+        params: dict[str, Any] = {"follow": "true", "tail": tail or 0}
         if replica:
             params["replica"] = replica
         path = f"/api/v1/namespaces/{namespace}/services/{name}/logs"

@@ -62,6 +62,18 @@ def test_cli_round_trip(engine: EngineProcess, tmp_path: Path) -> None:
 
     logs = gse(engine, "logs", "cli-echo")
     assert "echo app v1 listening" in logs.stdout
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "gs_engine.cli", "logs", "cli-echo", "-f"],
+        env=engine.env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follow.stdout is not None
+        assert "echo app v1 listening" in follow.stdout.readline()  # recent lines first, then it follows
+    finally:
+        follow.kill()
+        follow.wait()
 
     nodes = json.loads(gse(engine, "get", "nodes", "-o", "json").stdout)
     assert nodes[0]["cpu"]["cores"] >= 1

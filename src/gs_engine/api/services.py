@@ -217,7 +217,7 @@ async def service_logs(
     request: Request,
     namespace: str,
     name: str,
-    tail: int | None = Query(default=200, ge=1, le=100000),
+    tail: int | None = Query(default=200, ge=0, le=100000),
     replica: str | None = None,
     follow: bool = False,
 ) -> PlainTextResponse | StreamingResponse:
@@ -237,15 +237,20 @@ async def service_logs(
             prefix = f"[{r.replica_id}] " if len(replicas) > 1 else ""
             parts.extend(prefix + line for line in text.splitlines())
         return PlainTextResponse("\n".join(parts) + ("\n" if parts else ""))
-    return StreamingResponse(_follow(engine, replicas), media_type="text/plain")
+    return StreamingResponse(_follow(engine, replicas, tail), media_type="text/plain")
 
 
-async def _follow(engine: Any, replicas: list[Any]) -> AsyncIterator[str]:
+async def _follow(engine: Any, replicas: list[Any], tail: int | None) -> AsyncIterator[str]:
+    """The last `tail` lines of each replica, then new lines as they are written."""
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
 
     async def pump(replica_id: str, prefix: str) -> None:
         try:
-            async for line in engine.runtime.follow_logs(replica_id):
+            following = engine.runtime.follow_logs(replica_id)
+            if tail:
+                for line in (await engine.runtime.logs(replica_id, tail)).splitlines():
+                    await queue.put(prefix + line + "\n")
+            async for line in following:
                 await queue.put(prefix + line.rstrip("\n") + "\n")
         finally:
             await queue.put(None)
