@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 
 
 class Balancer:
-    __slots__ = ("_random", "_inflight", "outstanding")
+    __slots__ = ("random", "_inflight", "outstanding")
 
     def __init__(self, random: Callable[[], float] | None = None) -> None:
         """`random` returns a float in [0, 1) (like `random.random`); inject one in tests."""
-        self._random: Callable[[], float] = random if random is not None else _random.random
+        self.random: Callable[[], float] = random if random is not None else _random.random
         self._inflight: dict[str, int] = {}
         # the same dict, public: the proxy's hot path does `start`/`finish` on it inline
         self.outstanding = self._inflight
@@ -26,7 +26,7 @@ class Balancer:
         n = len(endpoint_ids)
         if n < 2:
             return n - 1
-        rnd = self._random
+        rnd = self.random
         first = int(rnd() * n)
         second = int(rnd() * (n - 1))
         if second >= first:

@@ -102,14 +102,14 @@ def sane_request_id(value: bytes) -> bool:
 class RequestIds:
     """Short unique ids: a per-process random prefix and a counter."""
 
-    __slots__ = ("_prefix", "_next")
+    __slots__ = ("prefix", "next")
 
     def __init__(self, prefix: bytes | None = None) -> None:
-        self._prefix = prefix if prefix is not None else os.urandom(4).hex().encode()
-        self._next = count(1).__next__
+        self.prefix = prefix if prefix is not None else os.urandom(4).hex().encode()
+        self.next = count(1).__next__  # the proxy builds ids inline from these two
 
     def new(self) -> bytes:
-        return b"%s-%x" % (self._prefix, self._next())
+        return b"%s-%x" % (self.prefix, self.next())
 
 
 def connection_tokens(values: list[bytes]) -> set[bytes]:

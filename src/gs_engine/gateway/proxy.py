@@ -468,7 +468,10 @@ class ClientConnection(asyncio.Protocol):
         ex = self.cur
         self.cur = None
         if ex is not None:
-            ex.on_request_complete()
+            if not ex.started:  # still queued: nothing to send yet, it starts complete
+                ex.request_done = True
+            else:
+                ex.on_request_complete()
 
     # -- queue ------------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -620,7 +623,8 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
         append(b"\r\n")
 
     if rid is None or not sane_request_id(rid):
-        rid = state.ids.new()
+        ids = state.ids  # RequestIds.new, inlined
+        rid = b"%s-%x" % (ids.prefix, ids.next())
     head_only = method == b"HEAD"
     ex = Exchange(conn, None, method, head_only, http11, rid)
     ex.keep_alive = keep_alive
@@ -854,9 +858,22 @@ class Exchange:
         if self.expect_continue and not self.request_done:
             self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         state = self.conn.state
-        pool = state.pick(rt, now)
+        balancer = state.balancer
+        outstanding = balancer.outstanding
+        ids = rt.ids
+        n = len(ids)
+        if n < 2 or state.outliers.ejected:
+            pool = state.pick(rt, now)
+        else:
+            # Balancer.pick inlined: two distinct draws, fewer in flight wins (the first on a tie)
+            rnd = balancer.random
+            first = int(rnd() * n)
+            second = int(rnd() * (n - 1))
+            if second >= first:
+                second += 1
+            get = outstanding.get
+            pool = rt.pools[second if get(ids[second], 0) < get(ids[first], 0) else first]
         self.pool = pool  # _use_pool, inlined
-        outstanding = state.balancer.outstanding
         ep_id = pool.endpoint.id
         outstanding[ep_id] = outstanding.get(ep_id, 0) + 1
         pool.counters.requests_total += 1
@@ -942,6 +959,12 @@ class Exchange:
         conn = self.conn
         if conn.write_paused:
             transport.pause_reading()
+        if not self.pending and not self.chunked:
+            # the common case: a head alone (and maybe a body that will stream after it)
+            if self.request_done:
+                self._arm_timer()
+            transport.write(self.head)
+            return
         parts = [self.head]
         if self.pending:
             chunked = self.chunked
@@ -1218,9 +1241,28 @@ class Exchange:
             else:
                 up.pool.busy.discard(up)
                 up.close()
-        self._release_pool()
+        pool = self.pool
+        if pool is not None:  # _release_pool, inlined
+            self.pool = None
+            outstanding = conn.state.balancer.outstanding
+            ep_id = pool.endpoint.id
+            left = outstanding.get(ep_id, 0) - 1
+            if left > 0:
+                outstanding[ep_id] = left
+            else:
+                outstanding.pop(ep_id, None)
         self.response_done = True
-        self._record(self.status, now)
+        if not self.counted and self.rt is not None:  # _record, inlined
+            self.counted = True
+            counters = self.rt.counters
+            counters.inflight -= 1
+            seconds = now - self.t0
+            status = self.status
+            by_code = counters.by_code
+            by_code[status] = by_code.get(status, 0) + 1
+            counters.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            counters.duration_sum += seconds
+            counters.count += 1
         if self.request_done:
             conn.finish(self, now)
 

@@ -23,9 +23,13 @@ _CONNECTION_CLOSE = re.compile(rb"\r\nconnection[ \t]*:[^\r\n]*close", re.IGNORE
 
 
 class WriteHolder(Protocol):
-    """The client side of an exchange: writes can be held while one upstream read is handled."""
+    """The client side of an exchange: writes can be held while one upstream read is handled.
 
-    def hold_writes(self) -> bool: ...
+    While `wbuf` is a list, writes are appended to it; `flush` sends them and sets it to None.
+    """
+
+    wbuf: list[bytes] | None
+
     def flush(self) -> None: ...
 
 
@@ -88,7 +92,9 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_body(data)
             return
         client = sink.conn
-        held = client.hold_writes()
+        held = client.wbuf is None  # hold_writes, inlined: collect writes until flush
+        if held:
+            client.wbuf = []
         if self._head is not None:
             self._head += data
             if len(self._head) > MAX_RESPONSE_HEAD:
