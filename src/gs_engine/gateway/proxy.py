@@ -1114,10 +1114,8 @@ class Exchange:
         fields = head[line_end:-4]
         # one split: kept text, then (name, value) of each dropped line, kept text, ...
         parts = state.hop_fields.split(fields)
-        hop: Iterable[tuple[bytes, bytes]] = ()
         if len(parts) > 1:
             fields = b"".join(parts[0::3])
-            hop = zip(parts[1::3], parts[2::3], strict=True)
         status_line = head[8:line_end]  # " 200 OK" after "HTTP/1.x"
         if 100 <= status < 200 and status != 101:
             if self.http11:
@@ -1127,8 +1125,9 @@ class Exchange:
         chunked = False
         conn_values: list[bytes] | None = None
         upgrade: bytes | None = None
-        for name, value in hop:
-            lname = name.lower()
+        for i in range(1, len(parts), 3):
+            lname = parts[i].lower()
+            value = parts[i + 1]
             if lname == b"content-length":
                 content_length = value.strip()
             elif lname == b"transfer-encoding":

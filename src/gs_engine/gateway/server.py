@@ -83,7 +83,7 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
         self._counters: dict[str, RouteCounters] = {}
         self._runtimes_by_name: dict[str, RouteRuntime] = {}
-        self._load: dict[str, EndpointLoad] = {}
+        self._load: dict[str, int] = {}  # endpoint id -> requests sent in the last full second
         self._load_marks: dict[str, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -244,28 +244,23 @@ class Gateway:
         state = self._state
         out: dict[str, EndpointLoad] = {}
         for ep_id in state.pools:
-            last = self._load.get(ep_id)
             out[ep_id] = EndpointLoad(
                 endpoint_id=ep_id,
                 inflight=state.balancer.inflight(ep_id),
-                requests_last_second=last.requests_last_second if last is not None else 0,
+                requests_last_second=self._load.get(ep_id, 0),
                 ejected=ep_id in state.outliers.ejected,
             )
         return out
 
     def _tick_load(self) -> None:
-        state = self._state
+        """Close the one-second window: requests sent to each replica since the last tick."""
         marks: dict[str, int] = {}
-        load: dict[str, EndpointLoad] = {}
-        for ep_id, pool in state.pools.items():
+        load: dict[str, int] = {}
+        old = self._load_marks
+        for ep_id, pool in self._state.pools.items():
             total = pool.counters.requests_total
             marks[ep_id] = total
-            load[ep_id] = EndpointLoad(
-                endpoint_id=ep_id,
-                inflight=state.balancer.inflight(ep_id),
-                requests_last_second=total - self._load_marks.get(ep_id, 0),
-                ejected=ep_id in state.outliers.ejected,
-            )
+            load[ep_id] = total - old.get(ep_id, 0)
         self._load_marks = marks
         self._load = load
 
@@ -297,7 +292,8 @@ class Gateway:
                 self._tick_load()
                 for rt in state.runtimes:
                     for pool in rt.pools:
-                        pool.sweep(now, rt.idle_timeout)
+                        if pool.idle:
+                            pool.sweep(now, rt.idle_timeout)
             head_limit = state.header_timeout
             idle_limit = self._client_idle_timeout
             for client in list(state.clients):
