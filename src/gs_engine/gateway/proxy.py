@@ -738,7 +738,6 @@ class Exchange:
         "response_started",
         "pool",
         "up",
-        "up_ready",
         "reused",
         "retried",
         "replay",
@@ -787,7 +786,6 @@ class Exchange:
         self.response_started = False
         self.pool: EndpointPool | None = None
         self.up: UpstreamConnection | None = None
-        self.up_ready = False
         self.reused = False
         self.retried = False
         self.replay: list[bytes] | None = []
@@ -877,10 +875,22 @@ class Exchange:
         ep_id = pool.endpoint.id
         outstanding[ep_id] = outstanding.get(ep_id, 0) + 1
         pool.counters.requests_total += 1
-        up = pool.take_idle(now, rt.idle_timeout)
+        idle = pool.idle
+        up = idle[-1] if idle else None  # EndpointPool.take_idle's common case, inlined
+        if (
+            up is not None
+            and not up.closed
+            and up.transport is not None
+            and not up.transport.is_closing()
+            and now - up.idle_since <= rt.idle_timeout
+        ):
+            idle.pop()
+            pool.busy.add(up)
+        else:
+            up = pool.take_idle(now, rt.idle_timeout)
         if up is not None:
             self.reused = True
-            self._attach(up)
+            self._attach(up, now)
         else:
             self._connect()
 
@@ -950,9 +960,8 @@ class Exchange:
         self.attempts += 1
         return True
 
-    def _attach(self, up: UpstreamConnection) -> None:
+    def _attach(self, up: UpstreamConnection, now: float | None = None) -> None:
         self.up = up
-        self.up_ready = True
         up.attach(self, self.head_only)
         transport = up.transport
         assert transport is not None
@@ -962,7 +971,7 @@ class Exchange:
         if not self.pending and not self.chunked:
             # the common case: a head alone (and maybe a body that will stream after it)
             if self.request_done:
-                self._arm_timer()
+                self._arm_timer(now)
             transport.write(self.head)
             return
         parts = [self.head]
@@ -987,14 +996,14 @@ class Exchange:
         else:
             transport.writelines(parts)
 
-    def _arm_timer(self) -> None:
+    def _arm_timer(self, now: float | None = None) -> None:
         rt = self.rt
         if self.timer is None and not self.deadline and rt is not None and not self.upgrade:
             timeout = rt.response_timeout
             loop = self.conn.loop
             if timeout >= COARSE_TIMEOUT:
                 # checked by the gateway's once-a-second sweep: no timer handle per request
-                self.deadline = loop.time() + timeout
+                self.deadline = (now if now is not None else loop.time()) + timeout
             else:
                 self.timer = loop.call_later(timeout, self._timed_out)
 
@@ -1236,7 +1245,14 @@ class Exchange:
             if conn.read_paused:
                 conn.resume_reading(_UPSTREAM_FULL)
             if keep_alive and self.request_done and not self.upgrade:
-                up.pool.release(up, now)
+                up_pool = up.pool  # EndpointPool.release, inlined
+                up_pool.busy.discard(up)
+                up.sink = None
+                if up_pool.removed or up.closed or len(up_pool.idle) >= up_pool.max_idle:
+                    up.close()
+                else:
+                    up.idle_since = now
+                    up_pool.idle.append(up)
             else:
                 up.pool.busy.discard(up)
                 up.close()
@@ -1317,7 +1333,6 @@ class Exchange:
             self.pending = list(self.replay)
             self.pending_size = sum(len(p) for p in self.pending)
             conn.add_pending(self.pending_size)
-            self.up_ready = False
             self._connect()
             return
         conn.state.upstream_errors += 1
