@@ -17,6 +17,7 @@ from pathlib import Path
 from gs_engine.api.auth import hash_token
 from gs_engine.config import Settings
 from gs_engine.controllers.autoscaler import AutoscalerController
+from gs_engine.controllers.rightsizing import RightsizingController
 from gs_engine.controllers.services import ServiceController
 from gs_engine.errors import GseError, InvalidInput
 from gs_engine.gateway.server import Gateway
@@ -89,6 +90,8 @@ class Engine:
         )
         self.controller.targets = self.autoscaler
         self.gateway.set_activation_handler(self.autoscaler.activate)
+        self.rightsizing = RightsizingController(self.runtime, clock=clock)
+        self.controller.recommender = self.rightsizing
         self.started_at = 0.0
         self._api_server: object | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -142,6 +145,7 @@ class Engine:
         await self.controller.reconcile_once()
         self.controller.start()
         self.autoscaler.start()
+        self.rightsizing.start()
 
         app = create_app(self)
         config = uvicorn.Config(
@@ -167,6 +171,7 @@ class Engine:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._api_task, timeout=5)
         await self.autoscaler.close()
+        await self.rightsizing.close()
         await self.controller.close()
         await self._close_parts()
 

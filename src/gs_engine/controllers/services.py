@@ -36,6 +36,10 @@ class ReplicaTargets(Protocol):
     def status(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
+class Recommender(Protocol):
+    def recommendation(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
 class RoutePublisher(Protocol):
     def set_routes(self, routes: Sequence[RouteConfig]) -> None: ...
 
@@ -107,6 +111,7 @@ class ServiceController:
         self.stop_grace = stop_grace
         self.metrics = ControllerMetrics()
         self.targets: ReplicaTargets | None = None  # the autoscaler, when one runs
+        self.recommender: Recommender | None = None  # right-sizing (VPA-style), when one runs
         self._draining: dict[str, Draining] = {}
         self._create_failures: dict[tuple[str, str], _CreateFailure] = {}
         self._last_status: dict[tuple[str, str], dict[str, Any]] = {}
@@ -416,6 +421,9 @@ class ServiceController:
         decision = self.targets.status(record.namespace, record.name) if self.targets else None
         if decision:
             status["autoscaler"] = {k: v for k, v in decision.items() if k not in ("inputs", "at")}
+        recommendation = self.recommender.recommendation(*key) if self.recommender else None
+        if recommendation:
+            status["recommendation"] = recommendation
         namespace, name, generation = record.namespace, record.name, record.generation
         written = self._observed_generation.get(key, record.observed_generation)
         if self._last_status.get(key) != status or written != generation:
