@@ -439,6 +439,14 @@ def describe_service(
     for c in spec["containers"]:
         command = " ".join([*c.get("command", []), *c.get("args", [])]) or c.get("image") or ""
         console.print(f"  container  {c['name']}: {command}", highlight=False)
+    rec = st.get("recommendation")
+    if rec:
+        target = rec["target"]
+        console.print(
+            f"  right-size {target['cpu'] * 1000:.0f}m cpu, {_bytes(target['memory'])} memory per replica "
+            f"(from {rec['samples']} samples)",
+            highlight=False,
+        )
     conditions = Table("CONDITION", "STATUS", "REASON", "MESSAGE", box=None)
     for cond in st.get("conditions", []):
         conditions.add_row(cond["type"], cond["status"], cond["reason"], cond.get("message", ""))
