@@ -554,37 +554,22 @@ class ClientConnection(asyncio.Protocol):
             ex.on_request_complete()
 
 
-def _build_exchange(conn: ClientConnection) -> Exchange:
-    """Turn the parsed request head into an Exchange: validate, route, build the upstream head."""
-    state = conn.state
-    parser = conn.parser
-    method = parser.get_method()
-    http11 = parser.get_http_version() == "1.1"
-    keep_alive = parser.should_keep_alive()
-    rid_header = state.rid_header
-    host: bytes | None = None
-    content_length: bytes | None = None
-    te: list[bytes] = []
-    conn_values: list[bytes] = []
-    xff: bytes | None = None
-    via: bytes | None = None
-    rid: bytes | None = None
-    upgrade: bytes | None = None
-    expect_continue = False
-    bad = ""
-    # the upstream head as pieces for one join: [request line, name, ": ", value, "\r\n", ...]
-    fwd: list[bytes] = [b""]
-    append = fwd.append
-    special = state.special_request_fields
-    for name, value in conn.headers:
-        lname = name.lower()
-        if lname not in special:
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
-            continue
-        if lname in HOP_BY_HOP:
+class _SpecialFields:
+    """What the request headers other than plain ones and a single Host said (rarely needed)."""
+
+    __slots__ = ("content_length", "te", "conn_values", "xff", "via", "rid", "upgrade", "expect", "bad")
+
+    def __init__(self, fields: list[tuple[bytes, bytes]], rid_header: bytes) -> None:
+        content_length: bytes | None = None
+        te: list[bytes] = []
+        conn_values: list[bytes] = []
+        xff: bytes | None = None
+        via: bytes | None = None
+        rid: bytes | None = None
+        upgrade: bytes | None = None
+        expect = False
+        bad = ""
+        for lname, value in fields:
             if lname == b"content-length":
                 value = value.strip()
                 if content_length is not None and content_length != value:
@@ -596,38 +581,87 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
                 conn_values.append(value)
             elif lname == b"upgrade":
                 upgrade = value
-            continue
-        if lname == b"host":
-            if host is not None:
+            elif lname == b"host":  # only a second one comes here
                 bad = "the request has more than one Host header"
+            elif lname == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+            elif lname == b"via":
+                via = value if via is None else via + b", " + value
+            elif lname == rid_header:
+                rid = value.strip()
+            elif lname == b"expect":
+                if value.strip().lower() == b"100-continue":
+                    expect = True  # answered here, once the request is admitted
+                else:
+                    bad = "the only expectation this gateway meets is 100-continue"
+            # other hop-by-hop fields, X-Forwarded-Proto and X-Forwarded-Host are dropped
+        self.content_length = content_length
+        self.te = te
+        self.conn_values = conn_values
+        self.xff = xff
+        self.via = via
+        self.rid = rid
+        self.upgrade = upgrade
+        self.expect = expect
+        self.bad = bad
+
+
+def _build_exchange(conn: ClientConnection) -> Exchange:
+    """Turn the parsed request head into an Exchange: validate, route, build the upstream head."""
+    state = conn.state
+    parser = conn.parser
+    method = parser.get_method()
+    http11 = parser.get_http_version() == "1.1"
+    rid_header = state.rid_header
+    host: bytes | None = None
+    # the upstream head as pieces for one join: [request line, name, ": ", value, "\r\n", ...]
+    fwd: list[bytes] = [b""]
+    append = fwd.append
+    special = state.special_request_fields
+    others: list[tuple[bytes, bytes]] | None = None
+    for name, value in conn.headers:
+        lname = name.lower()
+        if lname not in special:
+            append(name)
+            append(b": ")
+            append(value)
+            append(b"\r\n")
+        elif lname == b"host" and host is None:
             host = value.strip()
-        elif lname == b"x-forwarded-for":
-            xff = value if xff is None else xff + b", " + value
-            continue
-        elif lname == b"via":
-            via = value if via is None else via + b", " + value
-            continue
-        elif lname == rid_header:
-            rid = value.strip()
-            continue
-        elif lname == b"x-forwarded-proto" or lname == b"x-forwarded-host":
-            continue
-        elif lname == b"expect":
-            if value.strip().lower() == b"100-continue":
-                expect_continue = True
-                continue  # answered here, once the request is admitted
-            bad = "the only expectation this gateway meets is 100-continue"
-        append(name)
-        append(b": ")
-        append(value)
-        append(b"\r\n")
+            append(name)
+            append(b": ")
+            append(value)
+            append(b"\r\n")
+        elif others is None:
+            others = [(lname, value)]
+        else:
+            others.append((lname, value))
+    if others is None:
+        content_length: bytes | None = None
+        te: list[bytes] | None = None
+        conn_values: list[bytes] | None = None
+        xff = via = rid = upgrade = None
+        expect_continue = False
+        bad = ""
+    else:
+        fields = _SpecialFields(others, rid_header)
+        content_length = fields.content_length
+        te = fields.te
+        conn_values = fields.conn_values
+        xff = fields.xff
+        via = fields.via
+        rid = fields.rid
+        upgrade = fields.upgrade
+        expect_continue = fields.expect
+        bad = fields.bad
 
     if rid is None or not sane_request_id(rid):
         ids = state.ids  # RequestIds.new, inlined
         rid = b"%s-%x" % (ids.prefix, ids.next())
     head_only = method == b"HEAD"
     ex = Exchange(conn, None, method, head_only, http11, rid)
-    ex.keep_alive = keep_alive
+    if not parser.should_keep_alive():
+        ex.keep_alive = False
     ex.expect_continue = expect_continue and http11
 
     if not bad:
