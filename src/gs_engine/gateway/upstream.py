@@ -143,6 +143,8 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         sink = self.sink
         raw = self._head or b""
+        if raw[:1] != b"H":  # the parser lets empty lines precede a status line
+            raw = raw.lstrip(b"\r\n")
         end = raw.find(b"\r\n\r\n") + 4
         head = raw[:end]
         status = self.parser.get_status_code()
