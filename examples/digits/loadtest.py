@@ -156,7 +156,8 @@ def _ms(value: float | None) -> str:
 def print_report(report: DigitsReport, console: Console | None = None) -> None:
     """The report as two small Rich tables: the results, then how requests split over replicas."""
     console = console or Console()
-    summary = Table(title=f"digits test set via {report.base_url}", title_justify="left", show_header=False)
+    console.print(f"digits test set via {report.base_url}", highlight=False)
+    summary = Table(show_header=False)
     summary.add_column("measure", style="bold")
     summary.add_column("value", justify="right")
     summary.add_row("accuracy", f"{report.accuracy:.4f} ({report.correct}/{report.images})")
