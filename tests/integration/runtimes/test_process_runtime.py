@@ -10,7 +10,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +30,6 @@ HTTP_SERVER = (
     " http.server.SimpleHTTPRequestHandler).serve_forever()\n"
 )
 SLEEP_FOREVER = "import time\nwhile True: time.sleep(1)\n"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ProcessRuntime]:
-    rt = ProcessRuntime(tmp_path / "state", log_check_seconds=0.05)
-    await rt.start()
-    try:
-        yield rt
-    finally:
-        await rt.close()
 
 
 def spec(*containers: dict[str, Any], probe: dict[str, Any] | None = None) -> dict[str, Any]:

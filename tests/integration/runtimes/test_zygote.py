@@ -10,7 +10,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +30,6 @@ pytestmark = [
 APP_DIR = Path(__file__).resolve().parent / "zygote_app"
 DIGITS_DIR = Path(__file__).resolve().parents[3] / "examples" / "digits"
 DEADLINE = 30.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ProcessRuntime]:
-    rt = ProcessRuntime(tmp_path / "state", log_check_seconds=0.05)
-    await rt.start()
-    try:
-        yield rt
-    finally:
-        await rt.close()
 
 
 def app_spec(
