@@ -33,6 +33,7 @@ from gs_engine.autoscaling.live import (
 )
 from gs_engine.autoscaling.prewarm import forecast, predictive_replicas, scheduled_floor
 from gs_engine.autoscaling.simulate import parse_hpa_case
+from gs_engine.controllers.writer import BackgroundWriter
 from gs_engine.runtimes.base import ReplicaState, Runtime
 from gs_engine.store import Store
 
@@ -100,7 +101,7 @@ class AutoscalerController:
         self._states: dict[tuple[str, str], ServiceScaling] = {}
         self._replica_acc: dict[str, _Accumulator] = {}
         self._task: asyncio.Task[None] | None = None
-        self._writes: set[asyncio.Task[None]] = set()
+        self.writer = BackgroundWriter("autoscaler-writes")
 
     # --- what the service controller asks -------------------------------------------------------
     def target(self, record: Any) -> tuple[int, int] | None:
@@ -170,8 +171,7 @@ class AutoscalerController:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self.writer.close()
 
     async def _run(self) -> None:
         next_decision = time.monotonic() + self.interval
@@ -378,18 +378,8 @@ class AutoscalerController:
         self, namespace: str, name: str, reason: str, message: str, data: dict[str, Any] | None = None
     ) -> None:
         """Record off the event loop: `activate` runs on the gateway's request path."""
-
-        def write() -> None:
-            try:
-                self.store.add_event(
-                    namespace, "Service", name, "autoscaler", reason, message, _jsonable(data)
-                )
-            except Exception:
-                log.exception("recording an autoscaler event failed")
-
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(write))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        args = (namespace, "Service", name, "autoscaler", reason, message, _jsonable(data))
+        self.writer.submit(lambda: self.store.add_event(*args))
 
 
 def _jsonable(value: Any) -> Any:
