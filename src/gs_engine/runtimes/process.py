@@ -38,7 +38,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,15 @@ from gs_engine.runtimes.base import (
     ReplicaState,
     ReplicaStats,
 )
+from gs_engine.runtimes.environment import (
+    build_environment,
+    expand_vars,
+    reserved_env_name,
+    resolve_executable,
+)
+from gs_engine.runtimes.logfiles import last_line as _last_line
+from gs_engine.runtimes.logfiles import read_logs as _read_logs
+from gs_engine.runtimes.logfiles import rotate_if_large as _rotate_if_large
 from gs_engine.runtimes.nodeinfo import detect_gpus, local_node
 from gs_engine.runtimes.probes import ProbeConfig, ProbeState, probe_config_from_spec, run_probe
 from gs_engine.runtimes.zygote import (
@@ -85,78 +94,6 @@ _ZYGOTE_EXIT_REPORT_SECONDS = 2.0
 _PER_REPLICA_VARS = ("PORT", "GSE_REPLICA_ID", "GSE_MAIN_PORT")
 
 # -- pure helpers ---------------------------------------------------------------------------------
-
-
-def expand_vars(text: str, env: Mapping[str, str]) -> str:
-    """Kubernetes-style expansion: `$(VAR)` becomes VAR's value when VAR is set, else stays as
-    written; `$$` is a literal `$` (so `$$(VAR)` stays `$(VAR)`)."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        char = text[i]
-        if char == "$" and i + 1 < n:
-            nxt = text[i + 1]
-            if nxt == "$":
-                out.append("$")
-                i += 2
-                continue
-            if nxt == "(":
-                close = text.find(")", i + 2)
-                if close != -1:
-                    name = text[i + 2 : close]
-                    out.append(env[name] if name in env else text[i : close + 1])
-                    i = close + 1
-                    continue
-        out.append(char)
-        i += 1
-    return "".join(out)
-
-
-def scrub_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The engine's environment without its own GSE_* settings (tokens, database URLs)."""
-    return {key: value for key, value in environ.items() if not key.startswith("GSE_")}
-
-
-def reserved_env_name(name: str) -> bool:
-    return name == "PORT" or name.startswith("GSE_")
-
-
-def build_environment(
-    base: Mapping[str, str],
-    engine_vars: Mapping[str, str],
-    container_env: Iterable[Mapping[str, Any]],
-    python_dir: str,
-    *,
-    serves_port: bool = True,
-) -> dict[str, str]:
-    """A container's environment: scrubbed `base`, PATH with `python_dir` first, the runtime's own
-    variables, then the container's `env` entries in order (each may use `$(VAR)` of earlier ones)."""
-    env = scrub_environment(base)
-    env.pop("PORT", None)
-    env["PATH"] = os.pathsep.join(p for p in (python_dir, env.get("PATH") or os.defpath) if p)
-    env.setdefault("PYTHONUNBUFFERED", "1")  # logs appear as they are written
-    env.update(engine_vars)
-    for item in container_env:
-        name = str(item.get("name") or "")
-        if not name or reserved_env_name(name):
-            continue
-        value = item.get("value")
-        env[name] = expand_vars("" if value is None else str(value), env)
-    if not serves_port:
-        env.pop("PORT", None)
-    return env
-
-
-def resolve_executable(name: str, path: str | None, cwd: Path | None) -> str | None:
-    """The file a command runs: a PATH lookup for a bare name, else the path (relative to `cwd`)."""
-    if os.sep in name:
-        candidate = Path(name).expanduser()
-        if not candidate.is_absolute() and cwd is not None:
-            candidate = cwd / candidate
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-        return None
-    return shutil.which(name, path=path)
 
 
 def exit_message(code: int | None, last_line: str = "", container: str = "") -> str:
@@ -377,44 +314,6 @@ async def _wait_for_exit(proc: _Proc) -> None:
                 proc.exit_code = await proc.zygote.wait_exit(proc.pid, _ZYGOTE_EXIT_REPORT_SECONDS)
             return
         await asyncio.sleep(_POLL_SECONDS)
-
-
-def _last_line(path: Path, window: int = 4096) -> str:
-    try:
-        with path.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - window))
-            tail = handle.read()
-    except OSError:
-        return ""
-    for line in reversed(tail.decode("utf-8", "replace").splitlines()):
-        if line.strip():
-            return line.strip()[:300]
-    return ""
-
-
-def _rotate_if_large(path: Path, max_bytes: int) -> None:
-    try:
-        if path.stat().st_size <= max_bytes:
-            return
-        shutil.copyfile(path, path.with_name(path.name + ".1"))
-        os.truncate(path, 0)
-    except OSError:
-        return
-
-
-def _read_logs(paths: Sequence[Path], tail_lines: int | None) -> str:
-    chunks: list[str] = []
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            chunks.append(path.read_bytes().decode("utf-8", "replace"))
-    text = "".join(chunks)
-    if tail_lines is None:
-        return text
-    if tail_lines <= 0:
-        return ""
-    lines = text.splitlines(keepends=True)
-    return "".join(lines[-tail_lines:])
 
 
 def _port_is_free(host: str, port: int) -> bool:

@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from gs_engine.errors import InvalidInput, Unsupported
-from gs_engine.runtimes.process import (
-    ProcessRuntime,
+from gs_engine.runtimes.environment import (
     build_environment,
-    exit_message,
     expand_vars,
     resolve_executable,
     scrub_environment,
 )
+from gs_engine.runtimes.process import ProcessRuntime, exit_message
 
 
 def doc(*containers: dict[str, Any]) -> dict[str, Any]:
