@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import secrets
@@ -13,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from gs_engine.api.auth import hash_token
 from gs_engine.config import Settings
@@ -59,6 +61,27 @@ def bind_socket(host: str, port: int, flag: str, env: str) -> socket.socket:
     return sock
 
 
+def lock_home(home: Path) -> IO[str]:
+    """One engine per data directory: a second would adopt, then stop, the first one's replicas."""
+    handle = open(home / "engine.lock", "a+")  # noqa: SIM115 - held for the engine's life
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip()
+        handle.close()
+        raise InvalidInput(
+            f"another engine{f' (pid {owner})' if owner else ''} is running with the data directory {home}",
+            fix="stop it, or give this one its own --home / GSE_HOME",
+            field="home",
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 class Engine:
     def __init__(
         self,
@@ -95,6 +118,7 @@ class Engine:
         self.started_at = 0.0
         self._api_server: object | None = None
         self._api_task: asyncio.Task[None] | None = None
+        self._lock: IO[str] | None = None
         self.ready = False
 
     # --- tokens -------------------------------------------------------------------------
@@ -131,7 +155,15 @@ class Engine:
                 fix="point --home or GSE_HOME at a folder you can write",
                 field="home",
             ) from exc
-        api_socket = bind_socket(self.settings.api_host, self.settings.api_port, "--api-port", "GSE_API_PORT")
+        self._lock = lock_home(self.settings.home)
+        try:
+            api_socket = bind_socket(
+                self.settings.api_host, self.settings.api_port, "--api-port", "GSE_API_PORT"
+            )
+        except BaseException:
+            self._lock.close()
+            self._lock = None
+            raise
         try:
             await asyncio.to_thread(self.store.migrate)
             await asyncio.to_thread(self.ensure_admin_token)
@@ -176,6 +208,9 @@ class Engine:
         await self._close_parts()
 
     async def _close_parts(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()
         with contextlib.suppress(Exception):
             await self.gateway.close()
         with contextlib.suppress(Exception):

@@ -171,3 +171,17 @@ def test_unwritable_home_is_reported(tmp_path: Path) -> None:
         engine.start(timeout=30)
     assert "cannot use" in str(failed.value) and "GSE_HOME" in str(failed.value)
     assert "Traceback" not in str(failed.value)
+
+
+def test_second_engine_on_one_data_directory_is_refused(engine: EngineProcess) -> None:
+    with engine.client() as api:
+        api.apply(echo_service("solo"))
+        wait_for(lambda: ready_count(api, "solo") == 1, what="ready")
+        [before] = api.replicas("default", "solo")
+    second = EngineProcess(engine.home)  # same home, other ports
+    with pytest.raises(RuntimeError) as refused:
+        second.start(timeout=30)
+    assert "another engine" in str(refused.value) and "GSE_HOME" in str(refused.value)
+    with engine.client() as api:
+        [after] = api.replicas("default", "solo")
+    assert after["pid"] == before["pid"] and after["restarts"] == 0  # the first engine's replica is untouched
