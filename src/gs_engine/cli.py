@@ -162,6 +162,10 @@ def load_document(path: str) -> tuple[dict[str, Any], Path]:
             raise InvalidInput(
                 f"no such file: {path}", fix="give the path of a service YAML with -f"
             ) from None
+        except IsADirectoryError:
+            raise InvalidInput(f"{path} is a folder", fix="give the path of one service YAML file with -f") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read {path}: {exc}", fix="give a readable YAML or JSON file") from None
         base = file.resolve().parent
     spec = load_service(text)
     document: dict[str, Any] = spec.to_document()
@@ -213,7 +217,8 @@ def wait_ready(api: ApiClient, namespace: str, name: str, timeout: float) -> dic
                 console.print(f"service {namespace}/{name} ready: {ready}/{want} replicas at {st.get('url')}")
                 return service
             failure = conditions.get("ReplicaFailure", {})
-            if failure.get("status") == "True" and failure.get("reason") in (
+            current = service.get("observedGeneration") == service.get("generation")  # not the old spec's
+            if current and failure.get("status") == "True" and failure.get("reason") in (
                 "FailedCreate",
                 "CrashLoopBackOff",
             ):

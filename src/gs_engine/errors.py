@@ -53,10 +53,11 @@ class GseError(Exception):
     def __str__(self) -> str:
         parts = [self.message]
         if len(self.problems) == 1 and self.problems[0].message in self.message:
-            return self.message if not self.problems[0].fix else f"{self.message} ({self.problems[0].fix})"
+            fix = self.problems[0].fix
+            return self.message if not fix or fix in self.message else f"{self.message} ({fix})"
         if self.problems:
             parts.extend(f"  - {p}" for p in self.problems)
-        elif self.fix:
+        elif self.fix and self.fix not in self.message:
             parts[0] = f"{self.message} ({self.fix})"
         return "\n".join(parts)
 

@@ -61,7 +61,9 @@ class ControllerMetrics:
     durations: list[float] = field(default_factory=list)
 
 
-def route_for(record: Any, endpoints: Sequence[ReplicaObservation]) -> RouteConfig:
+def route_for(record: Any, endpoints: Sequence[ReplicaObservation], *, hold: bool = True) -> RouteConfig:
+    """The gateway route of a service. `hold=False` turns off holding requests at zero replicas
+    (a crash-looping service answers 503 at once instead of after the activation deadline)."""
     doc = service_doc(record.spec)
     route = doc.get("route") or {}
     prefix = route.get("pathPrefix") or f"/{record.namespace}/{record.name}"
@@ -79,7 +81,7 @@ def route_for(record: Any, endpoints: Sequence[ReplicaObservation]) -> RouteConf
         strip_prefix=route.get("stripPrefix", True),
         endpoints=tuple(Endpoint(r.replica_id, r.host, r.port) for r in endpoints),
         response_timeout=float(timeout) if timeout else 60.0,
-        activate=int(scaling.get("minReplicas", 1)) == 0,  # scale from zero: hold, don't refuse
+        activate=hold and int(scaling.get("minReplicas", 1)) == 0,  # scale from zero: hold, don't refuse
         **extra,
     )
 
@@ -240,7 +242,10 @@ class ServiceController:
             )
             standby.update(r.replica_id for r in plan.standby)
             if not record.deleting:
-                routes.append(route_for(record, plan.endpoints))
+                failing = key in self._create_failures or any(
+                    c.type == "ReplicaFailure" and c.status for c in plan.conditions
+                )
+                routes.append(route_for(record, plan.endpoints, hold=not failing))
             plans.append((record, desired, plan, observed))
 
         # Publish before acting: a draining replica leaves rotation before it is stopped, and a

@@ -415,7 +415,16 @@ class ProcessRuntime:
                         )
                     )
             cwd = self._working_dir(container)
-            if cwd is not None and not cwd.is_dir():
+            if cwd is not None and not cwd.is_absolute():
+                problems.append(
+                    Problem(
+                        f"{where}.workingDir",
+                        f"{str(cwd)!r} is relative, and the engine runs in another folder than your shell",
+                        "give an absolute path (gse apply -f FILE makes it absolute from the file's folder)",
+                    )
+                )
+                cwd = None
+            elif cwd is not None and not cwd.is_dir():
                 problems.append(
                     Problem(f"{where}.workingDir", f"{cwd} is not a directory", "give an existing directory")
                 )

@@ -163,3 +163,11 @@ def test_no_containers(runtime: ProcessRuntime) -> None:
 def test_a_runnable_spec_passes(runtime: ProcessRuntime, tmp_path: Path) -> None:
     runtime.check_spec(doc(container(command=["python", "-c", "pass"], workingDir=str(tmp_path))))
     runtime.check_spec(doc(container(command=[sys.executable])))
+
+
+def test_relative_working_dir_is_refused(tmp_path) -> None:
+    runtime = ProcessRuntime(tmp_path)
+    with pytest.raises(InvalidInput) as refused:
+        runtime.check_spec(doc({"name": "c", "command": [sys.executable], "workingDir": "."}))
+    assert refused.value.problems[0].path.endswith("containers[0].workingDir")
+    assert "absolute" in refused.value.problems[0].fix
