@@ -163,9 +163,13 @@ def load_document(path: str) -> tuple[dict[str, Any], Path]:
                 f"no such file: {path}", fix="give the path of a service YAML with -f"
             ) from None
         except IsADirectoryError:
-            raise InvalidInput(f"{path} is a folder", fix="give the path of one service YAML file with -f") from None
+            raise InvalidInput(
+                f"{path} is a folder", fix="give the path of one service YAML file with -f"
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"cannot read {path}: {exc}", fix="give a readable YAML or JSON file") from None
+            raise InvalidInput(
+                f"cannot read {path}: {exc}", fix="give a readable YAML or JSON file"
+            ) from None
         base = file.resolve().parent
     spec = load_service(text)
     document: dict[str, Any] = spec.to_document()
@@ -218,9 +222,14 @@ def wait_ready(api: ApiClient, namespace: str, name: str, timeout: float) -> dic
                 return service
             failure = conditions.get("ReplicaFailure", {})
             current = service.get("observedGeneration") == service.get("generation")  # not the old spec's
-            if current and failure.get("status") == "True" and failure.get("reason") in (
-                "FailedCreate",
-                "CrashLoopBackOff",
+            if (
+                current
+                and failure.get("status") == "True"
+                and failure.get("reason")
+                in (
+                    "FailedCreate",
+                    "CrashLoopBackOff",
+                )
             ):
                 fail(
                     f"service {namespace}/{name} is failing: "
