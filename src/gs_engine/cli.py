@@ -600,9 +600,12 @@ def call(
 @autoscale_app.command("simulate")
 def autoscale_simulate(
     file: Path = typer.Option(..., "--file", "-f", help="JSON case (policy hpa, kpa or vpa)"),
-    output: Output = typer.Option(Output.json, "--output", "-o", help="json, yaml or table"),
+    output: Output = typer.Option(Output.json, "--output", "-o", help="json or yaml"),
 ) -> None:
-    """Print what the autoscaler would decide for a case, computed locally."""
+    """Print what the HPA, KPA or VPA decider would do for a JSON case, computed locally.
+
+    Cases to start from: examples/autoscaling/hpa-cpu.json, kpa-burst.json and vpa.json.
+    """
     from gs_engine.autoscaling.simulate import simulate
 
     try:
@@ -612,9 +615,7 @@ def autoscale_simulate(
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{file} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     result = simulate(case)
-    if output is Output.table:
-        output = Output.yaml
-    emit(result, output)
+    emit(result, Output.yaml if output is Output.yaml else Output.json)
 
 
 def main() -> None:

@@ -72,3 +72,17 @@ def test_api_simulates_like_the_cli(engine: EngineProcess, tmp_path: Path) -> No
     bad = httpx.post(simulate_url, json={"policy": "nope"}, headers=headers)
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
     assert bad.json()["problems"][0]["field"] == "policy"
+
+
+@pytest.mark.parametrize("name", ["hpa-cpu.json", "kpa-burst.json", "vpa.json"])
+def test_example_cases_simulate(name: str) -> None:
+    case = Path(__file__).resolve().parents[2] / "examples" / "autoscaling" / name
+    result = subprocess.run(
+        [sys.executable, "-m", "gs_engine.cli", "autoscale", "simulate", "-f", str(case)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer.get("desiredReplicas") or answer.get("steps") or answer.get("containers")
