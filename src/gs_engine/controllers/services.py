@@ -287,6 +287,9 @@ class ServiceController:
             await self.writer.flush()
             await asyncio.to_thread(self.store.remove_service, record.namespace, record.name)
             self._reread = True
+            retire = getattr(self.runtime, "retire_zygotes", None)
+            if retire is not None:
+                await retire(record.namespace, record.name)
             await self._event(record, "Deleted", "all replicas stopped; service removed")
             self._last_status.pop(key, None)
             self._last_replicas.pop(key, None)

@@ -703,6 +703,10 @@ class ProcessRuntime:
             env=env,
         )
 
+    async def retire_zygotes(self, namespace: str, service: str) -> None:
+        """Stop the zygotes of a deleted service (each once its last replica is gone)."""
+        await self._zygotes.retire_service(namespace, service)
+
     async def warm_zygote(self, spec: Mapping[str, Any], revision: str) -> None:
         """Start the zygote of `spec` at `revision` now (if it is not running), so the next replica
         forks at once; an idle one stops after `zygote_idle_seconds` unless a replica uses it."""

@@ -533,6 +533,19 @@ class ZygotePool:
                 self._zygotes.pop(key, None)
                 await other.stop()
 
+    async def retire_service(self, namespace: str, service: str) -> None:
+        """The service is gone: stop its parents now, or when their last replica is released."""
+        for key, zygote in list(self._zygotes.items()):
+            if (zygote.config.namespace, zygote.config.service) != (namespace, service):
+                continue
+            zygote.retiring = True
+            if not zygote.replicas:
+                self._zygotes.pop(key, None)
+                if zygote.idle_timer is not None:
+                    zygote.idle_timer.cancel()
+                    zygote.idle_timer = None
+                await zygote.stop()
+
     def attach(self, zygote: Zygote, replica_id: str) -> None:
         zygote.replicas.add(replica_id)
         if zygote.idle_timer is not None:
