@@ -124,7 +124,16 @@ def up(
     ),
 ) -> None:
     """Run the API server, controllers and gateway in the foreground (Ctrl-C stops everything)."""
+    import logging
+
     from gs_engine.engine import run_engine
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    engine_log = logging.getLogger("gs_engine")
+    engine_log.addHandler(handler)
+    engine_log.setLevel(logging.INFO)
+    engine_log.propagate = False
 
     config = settings().with_overrides(
         api_host=api_host,

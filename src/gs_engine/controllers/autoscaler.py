@@ -380,6 +380,7 @@ class AutoscalerController:
         """Record off the event loop: `activate` runs on the gateway's request path."""
         args = (namespace, "Service", name, "autoscaler", reason, message, _jsonable(data))
         self.writer.submit(lambda: self.store.add_event(*args))
+        logging.getLogger("gs_engine.events").info("%s/%s %s: %s", namespace, name, reason, message)
 
 
 def _jsonable(value: Any) -> Any:

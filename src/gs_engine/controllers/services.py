@@ -24,6 +24,7 @@ from gs_engine.runtimes.base import ReplicaObservation, ReplicaRequest, ReplicaS
 from gs_engine.store import Store
 
 log = logging.getLogger("gs_engine.controllers.services")
+events_log = logging.getLogger("gs_engine.events")  # one line per event, shown by `gse up`
 
 ZYGOTE_REWARM_SECONDS = 30.0  # how often a service's zygote is asked for (restarts it after a crash)
 CREATE_RETRY_BASE = 1.0
@@ -382,6 +383,7 @@ class ServiceController:
     ) -> None:
         args = (record.namespace, "Service", record.name, "service-controller", reason, message, data)
         self.writer.submit(lambda: self.store.add_event(*args))
+        events_log.info("%s/%s %s: %s", record.namespace, record.name, reason, message)
 
     async def _write_status(
         self, record: Any, plan: ServicePlan, observed: Sequence[ReplicaObservation]
