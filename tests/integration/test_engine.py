@@ -280,6 +280,9 @@ def test_token_is_required(engine: EngineProcess) -> None:
 def test_openapi_and_metrics(engine: EngineProcess) -> None:
     spec = httpx.get(f"{engine.api_url}/openapi.json").json()
     paths = spec["paths"]
+    assert spec["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    assert paths["/api/v1/services"]["get"]["security"] == [{"adminToken": []}]
+    assert "application/yaml" in paths["/api/v1/services"]["post"]["requestBody"]["content"]
     for path in (
         "/api/v1/services",
         "/api/v1/namespaces/{namespace}/services/{name}",

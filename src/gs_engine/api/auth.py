@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gs_engine.errors import Unauthorized
 
@@ -14,10 +15,18 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def require_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="adminToken",
+    description="The token `gse up` writes to GSE_HOME/admin.token (mode 0600).",
+)
+
+
+async def require_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> str:
+    token = credentials.credentials if credentials is not None else ""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(
             "this API needs a bearer token",
             fix="send 'Authorization: Bearer TOKEN'; the admin token is in GSE_HOME/admin.token",

@@ -17,6 +17,32 @@ from gs_engine.spec import ServiceSpec, load_service, template_revision, validat
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
 
+SERVICE_DOCUMENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A service document (top-level `service:`), as YAML or JSON; at most 1 MiB.",
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["service"],
+                    "properties": {"service": {"type": "object"}},
+                }
+            },
+        },
+    }
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/problem+json": {}}}
+    for status, text in (
+        (401, "missing or wrong bearer token"),
+        (404, "no such object"),
+        (409, "conflict: exists already, or a route another service holds"),
+        (422, "the document or request is invalid; `problems` lists each field and its fix"),
+    )
+}
+
 MAX_BODY = 1 << 20
 
 
@@ -106,7 +132,13 @@ async def list_services(
     return {"items": [service_view(r) for r in records], "total": total, "limit": limit, "offset": offset}
 
 
-@router.post("/services", status_code=201, summary="Create a service from a YAML or JSON document")
+@router.post(
+    "/services",
+    status_code=201,
+    summary="Create a service from a YAML or JSON document",
+    openapi_extra=SERVICE_DOCUMENT_BODY,
+    responses=PROBLEM_RESPONSES,
+)
 async def create_service(request: Request) -> JSONResponse:
     engine = _engine(request)
     spec = await read_document(request)
@@ -129,6 +161,8 @@ async def create_service(request: Request) -> JSONResponse:
 @router.put(
     "/namespaces/{namespace}/services/{name}",
     summary="Create or update a service (a changed spec rolls out)",
+    openapi_extra=SERVICE_DOCUMENT_BODY,
+    responses=PROBLEM_RESPONSES,
 )
 async def put_service(request: Request, namespace: str, name: str) -> JSONResponse:
     validate_dns_label(namespace, "namespace")
