@@ -302,6 +302,8 @@ def _status_word(conditions: dict[str, dict[str, Any]]) -> str:
     if progressing.get("reason") == "RollingOut":
         return "RollingOut"
     available = conditions.get("Available", {})
+    if available.get("reason") == "ScaledToZero":
+        return "ScaledToZero"
     if available:
         return "Available" if available.get("status") == "True" else str(available.get("reason"))
     return "Pending"

@@ -62,6 +62,11 @@ def error_from_response(response: httpx.Response) -> GseError:
         for p in body.get("problems", []) or []
         if isinstance(p, dict)
     ]
+    if "gateway-" in str(body.get("type", "")):
+        return InvalidInput(
+            f"{response.url} answered as the GS-Engine gateway, not its API: {detail}",
+            fix="point --api-url / GSE_API_URL at the API port (GSE_API_PORT, default 7070)",
+        )
     cls = _BY_STATUS.get(response.status_code, GseError)
     if response.status_code == 400 and "Unsupported" in str(body.get("type", "")):
         cls = Unsupported

@@ -185,3 +185,31 @@ def test_second_engine_on_one_data_directory_is_refused(engine: EngineProcess) -
     with engine.client() as api:
         [after] = api.replicas("default", "solo")
     assert after["pid"] == before["pid"] and after["restarts"] == 0  # the first engine's replica is untouched
+
+
+def test_api_url_pointing_at_the_gateway_says_so(engine: EngineProcess) -> None:
+    env = engine.env() | {"GSE_API_URL": engine.gateway_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "gs_engine.cli", "get", "services"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "gateway, not its API" in result.stderr and "GSE_API_PORT" in result.stderr
+
+
+def test_api_validation_errors_name_field_and_fix(engine: EngineProcess) -> None:
+    import httpx
+
+    with engine.client() as api:
+        api.apply(echo_service("valid"))
+    response = httpx.put(
+        f"{engine.api_url}/api/v1/namespaces/default/services/valid/scale",
+        json={"replica": 3},
+        headers={"Authorization": f"Bearer {engine.token}"},
+    )
+    assert response.status_code == 422
+    [problem] = response.json()["problems"]
+    assert problem["field"] == "replicas" and problem["fix"] == "add replicas to the JSON body"

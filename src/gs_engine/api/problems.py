@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gs_engine.errors import GseError, Problem
+from gs_engine.errors import GseError, InvalidInput, Problem
 
 log = logging.getLogger("gs_engine.api")
 PROBLEM_JSON = "application/problem+json"
@@ -34,6 +35,23 @@ def _plain_problem(status: int, title: str, detail: str) -> JSONResponse:
     )
 
 
+def _problem_of(err: Any) -> Problem:
+    """One request-validation error as field, message and fix ("body.replicas" -> "replicas")."""
+    location = [str(p) for p in err.get("loc", ())]
+    where = location[0] if location else ""
+    field = ".".join(location[1:] if where in ("body", "query", "path") and len(location) > 1 else location)
+    kind = str(err.get("type", ""))
+    if kind == "missing":
+        fix = f"add {field}" + (" to the JSON body" if where == "body" else f" to the {where}")
+    elif kind in ("dict_type", "model_attributes_type", "json_invalid"):
+        fix = "send a JSON object with Content-Type: application/json"
+    elif kind == "extra_forbidden":
+        fix = f"remove {field}"
+    else:
+        fix = "see the OpenAPI document at /openapi.json for this route"
+    return Problem(field, str(err.get("msg", "invalid")), fix)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(GseError)
     async def gse_error(_: Request, exc: GseError) -> JSONResponse:
@@ -41,11 +59,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            Problem(".".join(str(p) for p in err.get("loc", ())), str(err.get("msg", "invalid")))
-            for err in exc.errors()
-        ]
-        error = GseError("the request is not valid", problems=problems)
+        problems = [_problem_of(err) for err in exc.errors()]
+        error = InvalidInput("the request is not valid", problems=problems)
         error.http_status = 422
         error.title = "Invalid request"
         return problem_response(error)

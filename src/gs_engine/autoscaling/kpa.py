@@ -176,7 +176,7 @@ class KpaDecider:
             desired = self._max_panic_pods
             reason = f"panic mode: {desired} pods (never decreasing while panicking)"
         else:
-            reason = f"stable mode: {desired} pods for {stable:g} at target {config.target:g} per pod"
+            reason = f"stable mode: {desired} pods for {stable:.2f} at target {config.target:g} per pod"
         delayed = self._delayed(now, desired)
         if delayed != desired:
             reason = f"scale-down delayed: keeping {delayed} pods, the highest in the delay window"
