@@ -316,6 +316,16 @@ async def _wait_for_exit(proc: _Proc) -> None:
         await asyncio.sleep(_POLL_SECONDS)
 
 
+async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel and wait, cancelling again what is still running: on Python 3.11 a cancel that lands
+    as an inner `wait_for` completes is lost, and a probe loop would then run on forever."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
 def _port_is_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -898,9 +908,7 @@ class ProcessRuntime:
         ]
         try:
             done, _ = await asyncio.wait(exits, return_when=asyncio.FIRST_COMPLETED)
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await _cancel_all(helpers)
             if replica.stopping:
                 return
             first = exits[next(iter(done))]
@@ -926,7 +934,11 @@ class ProcessRuntime:
             await asyncio.sleep(config.initial_delay_seconds)
         while True:
             result = await run_probe(config, replica.host, replica.env, replica.cwd)
-            if replica.stopping or replica.state is ReplicaState.EXITED:
+            if (
+                replica.stopping
+                or replica.state is ReplicaState.EXITED
+                or any(p.exited for p in replica.procs)
+            ):
                 return
             was_ready = replica.probe_state.ready
             replica.probe_state = replica.probe_state.observe(result.ok)
