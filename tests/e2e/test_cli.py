@@ -71,6 +71,9 @@ def test_cli_round_trip(engine: EngineProcess, tmp_path: Path) -> None:
     try:
         assert follow.stdout is not None
         assert "echo app v1 listening" in follow.stdout.readline()  # recent lines first, then it follows
+        assert "echo app v1 listening" in follow.stdout.readline()  # both replicas
+        assert gse(engine, "scale", "cli-echo", "--replicas", "3").returncode == 0
+        assert "echo app v1 listening" in follow.stdout.readline()  # and one that started later
     finally:
         follow.kill()
         follow.wait()

@@ -271,38 +271,48 @@ async def service_logs(
             prefix = f"[{r.replica_id}] " if len(replicas) > 1 else ""
             parts.extend(prefix + line for line in text.splitlines())
         return PlainTextResponse("\n".join(parts) + ("\n" if parts else ""))
-    return StreamingResponse(_follow(engine, replicas, tail), media_type="text/plain")
+    return StreamingResponse(_follow(engine, namespace, name, replica, tail), media_type="text/plain")
 
 
-async def _follow(engine: Any, replicas: list[Any], tail: int | None) -> AsyncIterator[str]:
-    """The last `tail` lines of each replica, then new lines as they are written."""
-    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
+async def _follow(
+    engine: Any, namespace: str, name: str, chosen: str | None, tail: int | None
+) -> AsyncIterator[str]:
+    """The last `tail` lines of each replica, then new lines as they are written, from replicas
+    that start later too (a scale-up, a rollout, a restart), each line prefixed with its replica."""
+    queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
+    pumps: dict[str, asyncio.Task[None]] = {}
 
-    async def pump(replica_id: str, prefix: str) -> None:
-        try:
-            following = engine.runtime.follow_logs(replica_id)
-            if tail:
-                for line in (await engine.runtime.logs(replica_id, tail)).splitlines():
-                    await queue.put(prefix + line + "\n")
-            async for line in following:
-                await queue.put(prefix + line.rstrip("\n") + "\n")
-        finally:
-            await queue.put(None)
+    async def pump(replica_id: str, lines: int | None) -> None:
+        prefix = f"[{replica_id}] "
+        following = engine.runtime.follow_logs(replica_id)
+        if lines:
+            for line in (await engine.runtime.logs(replica_id, lines)).splitlines():
+                await queue.put(prefix + line + "\n")
+        async for line in following:
+            await queue.put(prefix + line.rstrip("\n") + "\n")
 
-    tasks = [
-        asyncio.create_task(pump(r.replica_id, f"[{r.replica_id}] " if len(replicas) > 1 else ""))
-        for r in replicas
-    ]
-    remaining = len(tasks)
-    try:
-        while remaining:
-            item = await queue.get()
-            if item is None:
-                remaining -= 1
+    def discover(first: bool) -> None:
+        for replica in _service_replicas(engine, namespace, name):
+            rid = replica.replica_id
+            if rid in pumps or (chosen and rid != chosen and not rid.endswith(chosen)):
                 continue
-            yield item
+            # a replica that appears later is shown from its first line
+            pumps[rid] = asyncio.create_task(pump(rid, tail if first else 100000))
+
+    discover(first=True)
+    loop = asyncio.get_running_loop()
+    next_look = loop.time() + 1.0
+    try:
+        while True:
+            try:
+                yield await asyncio.wait_for(queue.get(), timeout=max(0.0, next_look - loop.time()))
+            except TimeoutError:
+                pass
+            if loop.time() >= next_look:
+                discover(first=False)
+                next_look = loop.time() + 1.0
     finally:
-        for task in tasks:
+        for task in pumps.values():
             task.cancel()
 
 
