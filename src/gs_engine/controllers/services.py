@@ -284,7 +284,10 @@ class ServiceController:
         if plan.start:
             requeue = await self._start_replicas(record, desired, plan)
 
-        if plan.finished_deleting:
+        # a replica still being stopped keeps the service (and its event history) until it is gone
+        if plan.finished_deleting and not any(
+            (r.namespace, r.service) == key for r in self.runtime.replicas()
+        ):
             await self.writer.flush()
             await asyncio.to_thread(self.store.remove_service, record.namespace, record.name)
             self._reread = True
