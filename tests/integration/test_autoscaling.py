@@ -185,7 +185,13 @@ def test_scale_from_zero_forks_from_the_kept_warm_zygote(engine: EngineProcess) 
         wait_for(lambda: at_zero(api, "forked"), timeout=30, what="scaled to zero")
 
         def zygote_alive() -> bool:
-            return any("zygote_main" in " ".join(p.cmdline()) for p in engine.descendants())
+            for process in engine.descendants():
+                try:
+                    if "zygote_main" in " ".join(process.cmdline()):
+                        return True
+                except psutil.Error:  # exited (or a zombie not yet reaped) since it was listed
+                    continue
+            return False
 
         wait_for(zygote_alive, timeout=20, what="the zygote kept warm at zero replicas")
         answer = httpx.get(f"{engine.gateway_url}/default/forked/x", timeout=30)

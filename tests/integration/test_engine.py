@@ -18,6 +18,14 @@ from tests.integration.conftest import echo_service, ready_count, wait_for
 pytestmark = pytest.mark.integration
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_deploy_and_call_through_gateway(engine: EngineProcess) -> None:
     with engine.client() as api:
         created = api.apply(echo_service("echo", replicas=2))
@@ -155,7 +163,7 @@ def test_scale_and_delete(engine: EngineProcess) -> None:
 
         wait_for(gone, what="the service removed")
         assert api.replicas("default", "sized") == []
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
+    assert not any(running(pid) for pid in pids)
     response = httpx.get(f"{engine.gateway_url}/default/sized/")
     assert response.status_code == 404
 
@@ -200,7 +208,7 @@ def test_crashed_engine_adopts_running_replicas(tmp_path) -> None:
         assert httpx.get(f"{second.gateway_url}/default/adopted/").status_code == 200
     finally:
         assert second.stop() == []
-    assert not psutil.pid_exists(replica["pid"]) or psutil.Process(replica["pid"]).status() == "zombie"
+    assert not running(replica["pid"])
 
 
 # --- bad input, as a new user would send it ---------------------------------------------------
