@@ -33,6 +33,7 @@ from gs_engine.autoscaling.live import (
 )
 from gs_engine.autoscaling.prewarm import forecast, predictive_replicas, scheduled_floor
 from gs_engine.autoscaling.simulate import parse_hpa_case
+from gs_engine.controllers.tasks import cancel_and_wait
 from gs_engine.controllers.writer import BackgroundWriter
 from gs_engine.runtimes.base import ReplicaState, Runtime
 from gs_engine.store import Store
@@ -165,12 +166,7 @@ class AutoscalerController:
         self._task = asyncio.create_task(self._run(), name="autoscaler")
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         await self.writer.close()
 
     async def _run(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gs_engine.autoscaling.vpa import ContainerUsage, CpuSample, MemoryPeak, VpaConfig, recommend
+from gs_engine.controllers.tasks import cancel_and_wait
 from gs_engine.runtimes.base import ReplicaState, Runtime
 
 log = logging.getLogger("gs_engine.controllers.rightsizing")
@@ -60,12 +61,7 @@ class RightsizingController:
         self._task = asyncio.create_task(self._run(), name="rightsizing")
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         last_recommendation = time.monotonic()

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from gs_engine.autoscaling.live import service_doc
 from gs_engine.controllers.plan import DesiredService, Draining, ServicePlan, plan_service
+from gs_engine.controllers.tasks import cancel_and_wait
 from gs_engine.controllers.writer import BackgroundWriter
 from gs_engine.errors import GseError
 from gs_engine.gateway.routes import Endpoint, RouteConfig
@@ -158,12 +159,7 @@ class ServiceController:
         self._task = asyncio.create_task(self._run(), name="service-controller")
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         for task in list(self._background):
             task.cancel()
         if self._background:

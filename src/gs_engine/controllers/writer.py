@@ -10,6 +10,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from gs_engine.controllers.tasks import cancel_and_wait
+
 log = logging.getLogger("gs_engine.controllers.writer")
 
 
@@ -35,12 +37,7 @@ class BackgroundWriter:
             await asyncio.wait_for(self.flush(), timeout)
         except TimeoutError:
             log.warning("%s: %d writes still queued at shutdown", self.name, self._queue.qsize())
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
