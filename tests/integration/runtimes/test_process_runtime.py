@@ -21,6 +21,8 @@ import pytest
 from gs_engine.errors import NotFound, TemporaryBackendError
 from gs_engine.runtimes.base import ReplicaObservation, ReplicaRequest, ReplicaState, Runtime
 from gs_engine.runtimes.process import STATE_FILE, ProcessRuntime
+from tests.integration.runtimes.helpers import observed
+from tests.integration.runtimes.helpers import wait_until as wait_for_observed
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -77,19 +79,7 @@ def request(replica_id: str, doc: dict[str, Any], port: int | None = None) -> Re
 
 
 async def wait_until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def observed(rt: ProcessRuntime, replica_id: str) -> ReplicaObservation | None:
-    return next((o for o in rt.replicas() if o.replica_id == replica_id), None)
+    return await wait_for_observed(condition, what, timeout, poll=0.05)
 
 
 def ready(rt: ProcessRuntime, replica_id: str) -> bool:

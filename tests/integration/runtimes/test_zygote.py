@@ -6,7 +6,6 @@ that reports `warmed_by` = its parent's pid was forked from the warm parent, not
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -20,6 +19,8 @@ import pytest
 
 from gs_engine.runtimes.base import ReplicaObservation, ReplicaRequest, ReplicaState
 from gs_engine.runtimes.process import ProcessRuntime
+from tests.integration.runtimes.helpers import observed
+from tests.integration.runtimes.helpers import wait_until as wait_for_observed
 
 pytestmark = [
     pytest.mark.integration,
@@ -67,19 +68,7 @@ def request(replica_id: str, doc: dict[str, Any], revision: str = "rev1") -> Rep
 
 
 async def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def observed(rt: ProcessRuntime, replica_id: str) -> ReplicaObservation | None:
-    return next((o for o in rt.replicas() if o.replica_id == replica_id), None)
+    return await wait_for_observed(condition, what, timeout, poll=0.02)
 
 
 def ready(rt: ProcessRuntime, replica_id: str) -> ReplicaObservation | None:
