@@ -34,4 +34,20 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
   touch "$STAMP"
 fi
+
+# The gateway's compiled hot path (optional: without it the same modules run as Python).
+# Rebuilt when a source is newer than its build; needs a C compiler and the Python headers.
+if "$VENV/bin/python" -c 'import sys; from gs_engine.gateway import hotpath; sys.exit(not hotpath.stale_build())'; then
+  include_dir="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  if { ! command -v cc >/dev/null 2>&1 || [ ! -f "$include_dir/Python.h" ]; } \
+      && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing gcc and the Python headers for the compiled gateway" >&2
+    py_dev="python$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-dev"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc "$py_dev" >/dev/null || true
+  fi
+  if command -v cc >/dev/null 2>&1; then
+    echo "compiling the gateway hot path" >&2
+    (cd "$ROOT" && "$VENV/bin/python" setup.py -q build_ext --inplace >/dev/null) || true
+  fi
+fi
 export PATH="$VENV/bin:$PATH"

@@ -22,6 +22,7 @@ from gs_engine.controllers.autoscaler import AutoscalerController
 from gs_engine.controllers.rightsizing import RightsizingController
 from gs_engine.controllers.services import ServiceController
 from gs_engine.errors import GseError, InvalidInput
+from gs_engine.gateway import hotpath
 from gs_engine.gateway.server import Gateway
 from gs_engine.runtimes.base import Runtime
 from gs_engine.store import Store
@@ -169,6 +170,7 @@ class Engine:
             await asyncio.to_thread(self.ensure_admin_token)
             await self.runtime.start()
             await self.gateway.start()
+            log.info("gateway hot path: %s", hotpath.describe())
         except BaseException:
             api_socket.close()
             await self._close_parts()

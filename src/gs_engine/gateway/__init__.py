@@ -1,5 +1,10 @@
 """The gateway: GS-Engine's HTTP/1.1 data plane (routes, balancer, pooled upstreams, metrics)."""
 
+from gs_engine.gateway import hotpath
+
+hotpath.install()
+
+# isort: split
 from gs_engine.gateway.balancer import Balancer
 from gs_engine.gateway.limits import RetryBudget, TokenBucket
 from gs_engine.gateway.metrics import register_gateway_metrics

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gs_engine.errors import GseError, InvalidInput
+from gs_engine.gateway import hotpath
 from gs_engine.gateway.routes import Endpoint, RouteConfig
 from gs_engine.gateway.server import Gateway
 
@@ -73,7 +74,10 @@ async def _serve(
     if metrics_port is not None:
         _serve_metrics(gateway, host, metrics_port)
     print(
-        f"gateway listening on http://{host}:{gateway.port} (pid {os.getpid()})", file=sys.stderr, flush=True
+        f"gateway listening on http://{host}:{gateway.port}"
+        f" (pid {os.getpid()}, hot path {hotpath.describe()})",
+        file=sys.stderr,
+        flush=True,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

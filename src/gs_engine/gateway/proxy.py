@@ -221,7 +221,7 @@ class ProxyState:
         return rt.pools[self.balancer.pick(ids)]
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection:
     __slots__ = (
         "state",
         "loop",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from gs_engine.errors import Conflict, InvalidInput
 from gs_engine.gateway.limits import RetryBudget, TokenBucket
@@ -93,7 +94,8 @@ class Gateway:
         state.loop = loop
         try:
             self._server = await loop.create_server(
-                lambda: ClientConnection(state, loop),
+                # a compiled ClientConnection cannot subclass asyncio.Protocol; it has its methods
+                lambda: cast(asyncio.Protocol, ClientConnection(state, loop)),
                 self._host,
                 self._port,
                 backlog=4096,

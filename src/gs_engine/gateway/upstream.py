@@ -51,7 +51,7 @@ class ResponseSink(Protocol):
     def on_upstream_resume_writing(self) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
     __slots__ = (
         "pool",
         "transport",
@@ -228,9 +228,11 @@ class EndpointPool:
     async def connect(self, timeout: float) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         ep = self.endpoint
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(self), ep.host, ep.port), timeout
+        connecting = loop.create_connection(
+            lambda: cast(asyncio.Protocol, UpstreamConnection(self)), ep.host, ep.port
         )
+        _, protocol = await asyncio.wait_for(connecting, timeout)
+        proto = cast(UpstreamConnection, protocol)
         if self.removed:
             proto.close()
             raise ConnectionResetError(f"endpoint {ep.id} was removed")

@@ -1,0 +1,69 @@
+"""Optional compiled gateway hot path.
+
+The gateway's per-request modules are plain Python; where Cython and a C compiler are at
+hand they are also compiled (typed by the `.pxd` file beside each module). A failed or
+impossible build is not an error: the package then runs the same modules as Python.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HOT_PATH = ("stats", "balancer", "limits", "outliers", "upstream", "proxy")
+
+
+class OptionalBuildExt(build_ext):
+    """Build all the hot-path extensions or none: they cimport each other."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any failure means "use the Python modules"
+            self._give_up(exc)
+
+    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            self._give_up(exc)
+            raise
+
+    def _give_up(self, exc: BaseException) -> None:
+        for ext in self.extensions:
+            path = self.get_ext_fullpath(ext.name)
+            if os.path.exists(path):
+                os.remove(path)
+        print(
+            f"gs-engine: the gateway hot path was not compiled ({exc}); the pure-Python gateway is used. "
+            "Install a C compiler and the Python headers (apt-get install gcc python3-dev) for the fast one.",
+            file=sys.stderr,
+        )
+
+
+def extensions() -> list:  # type: ignore[type-arg]
+    if os.environ.get("GSE_NO_COMPILE"):
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        print("gs-engine: Cython is not installed; the pure-Python gateway is used.", file=sys.stderr)
+        return []
+    sources = [f"src/gs_engine/gateway/{name}.py" for name in HOT_PATH]
+    return cythonize(
+        sources,
+        build_dir="build/cython",
+        compiler_directives={"language_level": 3, "annotation_typing": False},
+        quiet=True,
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

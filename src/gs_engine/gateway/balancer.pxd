@@ -1,0 +1,4 @@
+cdef class Balancer:
+    cdef public object random
+    cdef public dict _inflight
+    cdef public dict outstanding

@@ -1,0 +1,156 @@
+cimport cython
+
+from gs_engine.gateway.balancer cimport Balancer
+from gs_engine.gateway.limits cimport RetryBudget, TokenBucket
+from gs_engine.gateway.outliers cimport OutlierDetector
+from gs_engine.gateway.stats cimport RouteCounters
+from gs_engine.gateway.upstream cimport EndpointPool, UpstreamConnection
+
+
+@cython.final
+cdef class RouteRuntime:
+    cdef public object route
+    cdef public str name
+    cdef public str service
+    cdef public RouteCounters counters
+    cdef public tuple pools
+    cdef public tuple ids
+    cdef public double connect_timeout
+    cdef public double response_timeout
+    cdef public double idle_timeout
+    cdef public dict index_of
+    cdef public Py_ssize_t retries
+    cdef public bint retry_idempotent
+    cdef public RetryBudget budget
+    cdef public TokenBucket bucket
+    cdef public object max_body
+    cdef public bint activate
+    cdef public double activation_timeout
+    cdef public Py_ssize_t max_held
+    cdef public str namespace
+    cdef public str service_name
+
+
+@cython.final
+cdef class ProxyState:
+    cdef public object table
+    cdef public list runtimes
+    cdef public Balancer balancer
+    cdef public dict pools
+    cdef public object ids
+    cdef public bytes rid_header
+    cdef public Py_ssize_t max_url
+    cdef public Py_ssize_t max_header_bytes
+    cdef public RouteCounters unmatched
+    cdef public Py_ssize_t upstream_errors
+    cdef public set clients
+    cdef public object loop
+    cdef public OutlierDetector outliers
+    cdef public object max_per_client
+    cdef public dict per_client
+    cdef public double header_timeout
+    cdef public object activator
+    cdef public object hop_fields
+    cdef public bytes via_rid
+    cdef public bytes via_line
+    cdef public frozenset special_request_fields
+
+
+
+cdef class Exchange
+
+
+@cython.final
+cdef class ClientConnection:
+    cdef public ProxyState state
+    cdef public object loop
+    cdef public object transport
+    cdef public object parser
+    cdef public bytes peer
+    cdef public bytes xff_line
+    cdef public object queue
+    cdef public Exchange cur
+    cdef public bytes url
+    cdef public list headers
+    cdef public Py_ssize_t header_bytes
+    cdef public object reject
+    cdef public int read_paused
+    cdef public bint write_paused
+    cdef public Py_ssize_t pending_bytes
+    cdef public bint closed
+    cdef public bint eof
+    cdef public bint broken
+    cdef public bint advancing
+    cdef public double last_active
+    cdef public Exchange tunnel
+    cdef public list wbuf
+    cdef public bint in_head
+    cdef public double head_started
+    cdef public bint peer_counted
+
+    cpdef pause_reading(self, int why)
+    cpdef resume_reading(self, int why)
+    cpdef add_pending(self, Py_ssize_t n)
+    cpdef write(self, bytes data)
+    cpdef bint hold_writes(self)
+    cpdef flush(self)
+    cpdef close(self)
+    cpdef _advance(self)
+    cpdef finish(self, Exchange ex, now=*)
+
+
+cpdef Exchange _build_exchange(ClientConnection conn)
+
+
+@cython.final
+cdef class Exchange:
+    cdef public ClientConnection conn
+    cdef public RouteRuntime rt
+    cdef public bytes method
+    cdef public bint head_only
+    cdef public bint http11
+    cdef public bytes rid
+    cdef public bint keep_alive
+    cdef public bint close_after
+    cdef public bytes head
+    cdef public bint chunked
+    cdef public bint upgrade
+    cdef public int local_status
+    cdef public str local_detail
+    cdef public int retry_after
+    cdef public bint started
+    cdef public bint request_done
+    cdef public bint response_done
+    cdef public bint response_started
+    cdef public EndpointPool pool
+    cdef public UpstreamConnection up
+    cdef public bint reused
+    cdef public bint retried
+    cdef public list replay
+    cdef public Py_ssize_t replay_size
+    cdef public list pending
+    cdef public Py_ssize_t pending_size
+    cdef public object timer
+    cdef public double deadline
+    cdef public int mode
+    cdef public bint up_close_delimited
+    cdef public int status
+    cdef public double t0
+    cdef public bint counted
+    cdef public list client_tunnel_data
+    cdef public long long body_left
+    cdef public Py_ssize_t attempts
+    cdef public bint expect_continue
+
+    cpdef set_local(self, int status, str detail, int retry_after=*)
+    cpdef start(self)
+    cpdef resume(self, double now)
+    cpdef _use_pool(self, EndpointPool pool)
+    cpdef _release_pool(self)
+    cpdef _connect(self)
+    cpdef bint _may_retry(self, double now)
+    cpdef _attach(self, UpstreamConnection up, now=*)
+    cpdef _arm_timer(self, now=*)
+    cpdef _cancel_timer(self)
+    cpdef _respond_local(self, int status, str detail)
+    cpdef _record(self, int status, now=*)
