@@ -13,7 +13,9 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
+# the same lists as gs_engine.gateway.hotpath (not imported: the package is not installed yet)
 HOT_PATH = ("stats", "balancer", "limits", "outliers", "upstream", "proxy")
+COMPILED_ONLY = ("_http1c",)
 
 
 class OptionalBuildExt(build_ext):
@@ -58,6 +60,7 @@ def extensions() -> list:  # type: ignore[type-arg]
         print("gs-engine: Cython is not installed; the pure-Python gateway is used.", file=sys.stderr)
         return []
     sources = [f"src/gs_engine/gateway/{name}.py" for name in HOT_PATH]
+    sources += [f"src/gs_engine/gateway/{name}.pyx" for name in COMPILED_ONLY]
     return cythonize(
         sources,
         build_dir="build/cython",

@@ -19,6 +19,8 @@ from types import ModuleType
 
 PACKAGE = "gs_engine.gateway"
 HOT_PATH = ("stats", "balancer", "limits", "outliers", "upstream", "proxy")
+# compiled twins of Python functions (`_http1c.pyx` for `http1.response_fields_py`)
+COMPILED_ONLY = ("_http1c",)
 _DIR = Path(__file__).resolve().parent
 
 
@@ -32,11 +34,11 @@ def compiled_file(name: str, directory: Path = _DIR) -> Path | None:
 
 def stale_build(directory: Path = _DIR) -> str:
     """What is missing or out of date in the compiled copies ("" when all are current)."""
-    for name in HOT_PATH:
+    for name in HOT_PATH + COMPILED_ONLY:
         built = compiled_file(name, directory)
         if built is None:
             return f"{name} is not compiled"
-        for source in (directory / f"{name}.py", directory / f"{name}.pxd"):
+        for source in (directory / f"{name}.py", directory / f"{name}.pxd", directory / f"{name}.pyx"):
             if source.exists() and built.stat().st_mtime < source.stat().st_mtime:
                 return f"{built.name} is older than {source.name} (rebuild: scripts/bootstrap.sh)"
     return ""
@@ -54,7 +56,11 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         self, fullname: str, path: object = None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
         package, _, name = fullname.rpartition(".")
-        if package != PACKAGE or name not in HOT_PATH:
+        if package != PACKAGE:
+            return None
+        if name in COMPILED_ONLY:
+            raise ModuleNotFoundError(f"{fullname} is not used: {REASON}", name=fullname)
+        if name not in HOT_PATH:
             return None
         return importlib.util.spec_from_file_location(fullname, _DIR / f"{name}.py")
 

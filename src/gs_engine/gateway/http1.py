@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
+from functools import lru_cache
 from itertools import count
 
 # Hop-by-hop headers (RFC 9110 7.6.1), never forwarded as they are. Framing headers are
@@ -127,3 +130,70 @@ def is_chunked_final(values: list[bytes]) -> bool:
     """True when Transfer-Encoding is exactly `chunked` (the only coding this gateway frames)."""
     codings = [c.strip().lower() for v in values for c in v.split(b",")]
     return codings == [b"chunked"]
+
+
+def header_lines_pattern(names: Iterable[bytes]) -> re.Pattern[bytes]:
+    """Matches "\\r\\nName: value" for the given (lower-case) names, any case; groups name, value.
+
+    Names are grouped by first letter so the matcher tries one branch per line, not every name.
+    """
+    by_first: dict[bytes, list[bytes]] = {}
+    for name in sorted(set(names), key=len, reverse=True):
+        by_first.setdefault(name[:1], []).append(name[1:])
+    alternatives = b"|".join(
+        re.escape(first) + b"(?:" + b"|".join(re.escape(rest) for rest in rests) + b")"
+        for first, rests in sorted(by_first.items())
+    )
+    return re.compile(rb"\r\n(" + alternatives + rb")[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+def _named_fields(names: Iterable[bytes]) -> re.Pattern[bytes]:
+    return header_lines_pattern(names)
+
+
+# what `response_fields` finds: the kept lines, Content-Length, whether Transfer-Encoding was
+# sent, Connection values naming more than keep-alive/close/upgrade, and Upgrade
+ResponseFields = tuple[bytes, bytes | None, bool, list[bytes] | None, bytes | None]
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+@lru_cache(maxsize=8)
+def _dropped_fields(request_id_header: bytes) -> re.Pattern[bytes]:
+    return header_lines_pattern(HOP_BY_HOP | {request_id_header})
+
+
+def response_fields_py(fields: bytes, request_id_header: bytes) -> ResponseFields:
+    """Split a response's "\r\nName: value" lines into the ones passed on and the ones read.
+
+    Hop-by-hop lines and the request id line are dropped (the gateway rebuilds framing and
+    sets its own id); the rest are kept byte for byte, in order. `_http1c` is the compiled
+    twin of this function; the two are checked against each other.
+    """
+    # one split: kept text, then (name, value) of each dropped line, kept text, ...
+    parts = _dropped_fields(request_id_header).split(fields)
+    if len(parts) == 1:
+        return fields, None, False, None, None
+    content_length: bytes | None = None
+    chunked = False
+    conn_values: list[bytes] | None = None
+    upgrade: bytes | None = None
+    for i in range(1, len(parts), 3):
+        lname = parts[i].lower()
+        value = parts[i + 1]
+        if lname == b"content-length":
+            content_length = value.strip()
+        elif lname == b"transfer-encoding":
+            chunked = True
+        elif lname == b"connection":
+            if value.strip().lower() not in _PLAIN_CONNECTION:
+                conn_values = [value] if conn_values is None else [*conn_values, value]
+        elif lname == b"upgrade":
+            upgrade = value.strip()
+    return b"".join(parts[0::3]), content_length, chunked, conn_values, upgrade
+
+
+response_fields = response_fields_py
+try:
+    from gs_engine.gateway._http1c import response_fields  # noqa: F811 - the compiled twin
+except ImportError:  # not built, or the Python gateway was asked for (GSE_GATEWAY_PURE)
+    pass

@@ -50,7 +50,6 @@ cdef class ProxyState:
     cdef public dict per_client
     cdef public double header_timeout
     cdef public object activator
-    cdef public object hop_fields
     cdef public bytes via_rid
     cdef public bytes via_line
     cdef public frozenset special_request_fields

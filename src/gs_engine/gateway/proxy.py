@@ -25,9 +25,11 @@ from gs_engine.gateway.http1 import (
     HOP_BY_HOP,
     RequestIds,
     connection_tokens,
+    header_lines_pattern,
     is_chunked_final,
     problem_body,
     problem_response,
+    response_fields,
     sane_request_id,
 )
 from gs_engine.gateway.limits import RetryBudget, TokenBucket, retry_after_seconds
@@ -56,21 +58,6 @@ _TUNNEL = 4  # after 101 Switching Protocols
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
-
-
-def header_lines_pattern(names: Iterable[bytes]) -> re.Pattern[bytes]:
-    """Matches "\\r\\nName: value" for the given (lower-case) names, any case; groups name, value.
-
-    Names are grouped by first letter so the matcher tries one branch per line, not every name.
-    """
-    by_first: dict[bytes, list[bytes]] = {}
-    for name in sorted(set(names), key=len, reverse=True):
-        by_first.setdefault(name[:1], []).append(name[1:])
-    alternatives = b"|".join(
-        re.escape(first) + b"(?:" + b"|".join(re.escape(rest) for rest in rests) + b")"
-        for first, rests in sorted(by_first.items())
-    )
-    return re.compile(rb"\r\n(" + alternatives + rb")[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 
 
 def _named_fields(names: Iterable[bytes]) -> re.Pattern[bytes]:
@@ -159,7 +146,6 @@ class ProxyState:
         "per_client",
         "header_timeout",
         "activator",
-        "hop_fields",
         "via_rid",
         "via_line",
         "special_request_fields",
@@ -182,8 +168,6 @@ class ProxyState:
         self.pools: dict[str, EndpointPool] = {}
         self.ids = RequestIds()
         self.rid_header = request_id_header.lower().encode("ascii")
-        # response header lines the gateway drops or rebuilds: hop-by-hop ones and the request id
-        self.hop_fields = header_lines_pattern(HOP_BY_HOP | {self.rid_header})
         self.via_rid = b"\r\nvia: 1.1 gse\r\n" + self.rid_header + b": "
         self.via_line = b"x-forwarded-proto: http\r\nvia: 1.1 gse\r\n" + self.rid_header + b": "
         # request headers that are not simply copied upstream
@@ -1154,32 +1138,14 @@ class Exchange:
                 outliers.success(pool.endpoint.id)
         # the head minus its status line and final blank line: "\r\nName: value" lines
         line_end = head.find(b"\r\n")
-        fields = head[line_end:-4]
-        # one split: kept text, then (name, value) of each dropped line, kept text, ...
-        parts = state.hop_fields.split(fields)
-        if len(parts) > 1:
-            fields = b"".join(parts[0::3])
+        fields, content_length, chunked, conn_values, upgrade = response_fields(
+            head[line_end:-4], state.rid_header
+        )
         status_line = head[8:line_end]  # " 200 OK" after "HTTP/1.x"
         if 100 <= status < 200 and status != 101:
             if self.http11:
                 conn.write(b"".join((b"HTTP/1.1", status_line, fields, b"\r\n\r\n")))
             return
-        content_length: bytes | None = None
-        chunked = False
-        conn_values: list[bytes] | None = None
-        upgrade: bytes | None = None
-        for i in range(1, len(parts), 3):
-            lname = parts[i].lower()
-            value = parts[i + 1]
-            if lname == b"content-length":
-                content_length = value.strip()
-            elif lname == b"transfer-encoding":
-                chunked = True
-            elif lname == b"connection":
-                if value.strip().lower() not in _PLAIN_CONNECTION:
-                    conn_values = [value] if conn_values is None else [*conn_values, value]
-            elif lname == b"upgrade":
-                upgrade = value.strip()
         if conn_values:
             tokens = connection_tokens(conn_values) - {b"close", b"keep-alive", b"upgrade"}
             if tokens:

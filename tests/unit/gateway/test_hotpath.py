@@ -11,7 +11,7 @@ SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 def _tree(tmp_path: Path, built_age: float) -> Path:
     """Sources for every hot-path module and a compiled file `built_age` seconds older."""
-    for name in hotpath.HOT_PATH:
+    for name in hotpath.HOT_PATH + hotpath.COMPILED_ONLY:
         source = tmp_path / f"{name}.py"
         source.write_text("")
         built = tmp_path / f"{name}{SUFFIX}"
@@ -56,3 +56,13 @@ def test_the_loaded_copy_matches_the_choice() -> None:
         assert described == f"python ({hotpath.REASON})"
     else:
         assert described == "compiled"
+
+
+def test_the_python_gateway_does_not_import_the_compiled_twins() -> None:
+    import subprocess
+    import sys
+
+    probe = "import gs_engine.gateway.http1 as h; print(h.response_fields is h.response_fields_py)"
+    env = {**os.environ, "GSE_GATEWAY_PURE": "1"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
