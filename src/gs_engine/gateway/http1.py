@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from itertools import count
+from typing import cast
 
 # Hop-by-hop headers (RFC 9110 7.6.1), never forwarded as they are. Framing headers are
 # rebuilt by the gateway; Upgrade passes only on an upgrade.
@@ -192,8 +193,12 @@ def response_fields_py(fields: bytes, request_id_header: bytes) -> ResponseField
     return b"".join(parts[0::3]), content_length, chunked, conn_values, upgrade
 
 
-response_fields = response_fields_py
-try:
-    from gs_engine.gateway._http1c import response_fields  # noqa: F811 - the compiled twin
-except ImportError:  # not built, or the Python gateway was asked for (GSE_GATEWAY_PURE)
-    pass
+def _compiled_twin() -> Callable[[bytes, bytes], ResponseFields]:
+    try:
+        from gs_engine.gateway import _http1c
+    except ImportError:  # not built, or the Python gateway was asked for (GSE_GATEWAY_PURE)
+        return response_fields_py
+    return cast(Callable[[bytes, bytes], ResponseFields], _http1c.response_fields)
+
+
+response_fields = _compiled_twin()

@@ -11,6 +11,7 @@ from gs_engine.gateway import http1
 from gs_engine.gateway.http1 import response_fields_py
 
 RID = b"x-request-id"
+NOT_COMPILED = "the compiled gateway modules are not in use in this run"
 
 try:
     from gs_engine.gateway._http1c import response_fields as response_fields_c
