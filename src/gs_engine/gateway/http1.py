@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -195,7 +196,7 @@ def response_fields_py(fields: bytes, request_id_header: bytes) -> ResponseField
 
 def _compiled_twin() -> Callable[[bytes, bytes], ResponseFields]:
     try:
-        from gs_engine.gateway import _http1c
+        _http1c = importlib.import_module("gs_engine.gateway._http1c")
     except ImportError:  # not built, or the Python gateway was asked for (GSE_GATEWAY_PURE)
         return response_fields_py
     return cast(Callable[[bytes, bytes], ResponseFields], _http1c.response_fields)
