@@ -14,7 +14,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 # the same lists as gs_engine.gateway.hotpath (not imported: the package is not installed yet)
-HOT_PATH = ("stats", "balancer", "limits", "outliers", "upstream", "proxy")
+HOT_PATH = ("stats", "balancer", "limits", "outliers", "routes", "upstream", "proxy")
 COMPILED_ONLY = ("_http1c",)
 
 

@@ -18,37 +18,48 @@ cdef enum:
     UPGRADE = 5
 
 cdef frozenset _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
-cdef tuple _DROPPED = tuple(sorted(HOP_BY_HOP))
 cdef dict _KINDS = {
     b"content-length": CONTENT_LENGTH,
     b"transfer-encoding": TRANSFER_ENCODING,
     b"connection": CONNECTION,
     b"upgrade": UPGRADE,
 }
+# the dropped names as C strings (the tuple keeps them alive), with their lengths and kinds
+cdef tuple _DROPPED = tuple(sorted(HOP_BY_HOP))
+cdef enum:
+    MAX_NAMES = 32
+cdef const unsigned char* _names[MAX_NAMES]
+cdef Py_ssize_t _lengths[MAX_NAMES]
+cdef int _kinds[MAX_NAMES]
+cdef Py_ssize_t _count = len(_DROPPED)
+if _count > MAX_NAMES:
+    raise ImportError("more hop-by-hop names than _http1c can hold")
+cdef Py_ssize_t _i
+for _i in range(_count):
+    _names[_i] = <bytes>_DROPPED[_i]
+    _lengths[_i] = len(<bytes>_DROPPED[_i])
+    _kinds[_i] = _KINDS.get(_DROPPED[_i], DROP)
 
 
 cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
     return c + 32 if 65 <= c <= 90 else c
 
 
-cdef bint _same_name(const unsigned char* s, Py_ssize_t n, bytes lower_name) noexcept:
-    """Whether s[:n] equals `lower_name` ignoring ASCII case."""
-    cdef const unsigned char* t = lower_name
+cdef inline bint _same_name(const unsigned char* s, const unsigned char* lower_name, Py_ssize_t n) noexcept nogil:
+    """Whether s[:n] equals `lower_name[:n]` ignoring ASCII case."""
     cdef Py_ssize_t i
-    if n != len(lower_name):
-        return False
     for i in range(n):
-        if _lower(s[i]) != t[i]:
+        if _lower(s[i]) != lower_name[i]:
             return False
     return True
 
 
-cdef int _kind(const unsigned char* s, Py_ssize_t n, bytes request_id_header) noexcept:
-    cdef bytes name
-    for name in _DROPPED:
-        if _same_name(s, n, name):
-            return _KINDS.get(name, DROP)
-    if _same_name(s, n, request_id_header):
+cdef inline int _kind(const unsigned char* s, Py_ssize_t n, const unsigned char* rid, Py_ssize_t rid_n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(_count):
+        if _lengths[i] == n and _same_name(s, _names[i], n):
+            return _kinds[i]
+    if n == rid_n and _same_name(s, rid, n):
         return DROP
     return KEEP
 
@@ -56,6 +67,8 @@ cdef int _kind(const unsigned char* s, Py_ssize_t n, bytes request_id_header) no
 def response_fields(bytes fields, bytes request_id_header):
     cdef const unsigned char* s = fields
     cdef Py_ssize_t n = len(fields)
+    cdef const unsigned char* rid = request_id_header
+    cdef Py_ssize_t rid_n = len(request_id_header)
     cdef Py_ssize_t p = 0, line, next_line, colon, name_end, vstart, vend, kept_from = 0
     cdef const unsigned char* found
     cdef int kind
@@ -83,7 +96,7 @@ def response_fields(bytes fields, bytes request_id_header):
         name_end = colon
         while name_end > line and (s[name_end - 1] == 32 or s[name_end - 1] == 9):
             name_end -= 1
-        kind = _kind(s + line, name_end - line, request_id_header)
+        kind = _kind(s + line, name_end - line, rid, rid_n)
         if kind == KEEP:
             p = next_line
             continue

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE = "gs_engine.gateway"
-HOT_PATH = ("stats", "balancer", "limits", "outliers", "upstream", "proxy")
+HOT_PATH = ("stats", "balancer", "limits", "outliers", "routes", "upstream", "proxy")
 # compiled twins of Python functions (`_http1c.pyx` for `http1.response_fields_py`)
 COMPILED_ONLY = ("_http1c",)
 _DIR = Path(__file__).resolve().parent

@@ -595,31 +595,28 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
     state = conn.state
     parser = conn.parser
     method = parser.get_method()
-    http11 = parser.get_http_version() == "1.1"
     rid_header = state.rid_header
     host: bytes | None = None
-    # the upstream head as pieces for one join: [request line, name, ": ", value, "\r\n", ...]
-    fwd: list[bytes] = [b""]
-    append = fwd.append
+    # the upstream head as pieces for one join: the request line as [method, " ", target,
+    # " HTTP/1.1\r\n"], then [name, ": ", value, "\r\n"] per header
+    fwd: list[bytes] = [method, b" ", b"", b" HTTP/1.1\r\n"]
     special = state.special_request_fields
     others: list[tuple[bytes, bytes]] | None = None
     for name, value in conn.headers:
         lname = name.lower()
         if lname not in special:
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
+            fwd += (name, b": ", value, b"\r\n")
         elif lname == b"host" and host is None:
             host = value.strip()
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
+            fwd += (name, b": ", value, b"\r\n")
         elif others is None:
             others = [(lname, value)]
         else:
             others.append((lname, value))
+    keep_alive = parser.should_keep_alive()
+    # llhttp takes 0.9, 1.0, 1.1 and 2.0 request lines and keeps all but 1.1 alive only when a
+    # Connection header asks: kept alive without one means HTTP/1.1, no version string needed
+    http11 = (keep_alive and others is None) or parser.get_http_version() == "1.1"
     if others is None:
         content_length: bytes | None = None
         te: list[bytes] | None = None
@@ -644,7 +641,7 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
         rid = b"%s-%x" % (ids.prefix, ids.next())
     head_only = method == b"HEAD"
     ex = Exchange(conn, None, method, head_only, http11, rid)
-    if not parser.should_keep_alive():
+    if not keep_alive:
         ex.keep_alive = False
     ex.expect_continue = expect_continue and http11
 
@@ -698,36 +695,31 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
     if conn_values:
         tokens = connection_tokens(conn_values) - _PLAIN_CONNECTION
         if tokens:  # headers named in Connection are hop-by-hop too: drop them
-            kept = [fwd[0]]
-            for i in range(1, len(fwd), 4):
+            kept = fwd[:4]
+            for i in range(4, len(fwd), 4):
                 if fwd[i].lower() not in tokens:
                     kept += fwd[i : i + 4]
             fwd = kept
-            append = fwd.append
-    fwd[0] = b"%s %s HTTP/1.1\r\n" % (method, upstream_target)
-    append(conn.xff_line if not xff else b"x-forwarded-for: %s, %s\r\n" % (xff, conn.peer))
+    fwd[2] = upstream_target
+    fwd.append(conn.xff_line if not xff else b"x-forwarded-for: %s, %s\r\n" % (xff, conn.peer))
     if host is not None:
-        append(b"x-forwarded-host: ")
-        append(host)
-        append(b"\r\n")
+        fwd += (b"x-forwarded-host: ", host, b"\r\n")
     # "x-forwarded-proto: http\r\nvia: ...\r\n<request id header>: "
-    append(
+    fwd.append(
         state.via_line
         if not via
         else b"x-forwarded-proto: http\r\nvia: %s, 1.1 gse\r\n%s: " % (via, rid_header)
     )
-    append(rid)
+    fwd.append(rid)
     if te:
         ex.chunked = True
-        append(b"\r\ntransfer-encoding: chunked")
+        fwd.append(b"\r\ntransfer-encoding: chunked")
     elif content_length is not None:
-        append(b"\r\ncontent-length: ")
-        append(content_length)
+        fwd += (b"\r\ncontent-length: ", content_length)
     if upgrade is not None and parser.should_upgrade():
         ex.upgrade = True
-        append(b"\r\nconnection: upgrade\r\nupgrade: ")
-        append(upgrade)
-    append(b"\r\n\r\n")
+        fwd += (b"\r\nconnection: upgrade\r\nupgrade: ", upgrade)
+    fwd.append(b"\r\n\r\n")
     ex.head = b"".join(fwd)
     return ex
 
@@ -890,7 +882,7 @@ class Exchange:
             get = outstanding.get
             pool = rt.pools[second if get(ids[second], 0) < get(ids[first], 0) else first]
         self.pool = pool  # _use_pool, inlined
-        ep_id = pool.endpoint.id
+        ep_id = pool.ep_id
         outstanding[ep_id] = outstanding.get(ep_id, 0) + 1
         pool.counters.requests_total += 1
         idle = pool.idle
@@ -914,7 +906,7 @@ class Exchange:
 
     def _use_pool(self, pool: EndpointPool) -> None:
         self.pool = pool
-        self.conn.state.balancer.start(pool.endpoint.id)
+        self.conn.state.balancer.start(pool.ep_id)
         pool.counters.requests_total += 1
 
     def _release_pool(self) -> None:
@@ -922,7 +914,7 @@ class Exchange:
         if pool is not None:
             self.pool = None
             outstanding = self.conn.state.balancer.outstanding  # Balancer.finish, inlined
-            ep_id = pool.endpoint.id
+            ep_id = pool.ep_id
             left = outstanding.get(ep_id, 0) - 1
             if left > 0:
                 outstanding[ep_id] = left
@@ -959,11 +951,11 @@ class Exchange:
         now = self.conn.loop.time()
         failed = self.pool
         if failed is not None:
-            state.outliers.failure(failed.endpoint.id, now)
+            state.outliers.failure(failed.ep_id, now)
         if self._may_retry(now) and failed is not None:
             # nothing reached the replica: try another one
             self._release_pool()
-            self._use_pool(state.pick(rt, now, avoid=failed.endpoint.id if len(rt.pools) > 1 else None))
+            self._use_pool(state.pick(rt, now, avoid=failed.ep_id if len(rt.pools) > 1 else None))
             self._connect()
             return
         self._release_pool()
@@ -1133,9 +1125,9 @@ class Exchange:
         if pool is not None and status >= 200:
             outliers = state.outliers
             if status >= 500:
-                outliers.failure(pool.endpoint.id, conn.loop.time())
+                outliers.failure(pool.ep_id, conn.loop.time())
             elif outliers.fails or outliers.ejections:  # else success() has nothing to clear
-                outliers.success(pool.endpoint.id)
+                outliers.success(pool.ep_id)
         # the head minus its status line and final blank line: "\r\nName: value" lines
         line_end = head.find(b"\r\n")
         fields, content_length, chunked, conn_values, upgrade = response_fields(
@@ -1260,7 +1252,7 @@ class Exchange:
         if pool is not None:  # _release_pool, inlined
             self.pool = None
             outstanding = conn.state.balancer.outstanding
-            ep_id = pool.endpoint.id
+            ep_id = pool.ep_id
             left = outstanding.get(ep_id, 0) - 1
             if left > 0:
                 outstanding[ep_id] = left
@@ -1318,13 +1310,13 @@ class Exchange:
             and self._may_retry(now)
         )
         if not stale and self.pool is not None:
-            conn.state.outliers.failure(self.pool.endpoint.id, now)
+            conn.state.outliers.failure(self.pool.ep_id, now)
         if stale or again:
             # a pooled keep-alive connection went stale (replay once on a fresh one), or the
             # route allows retrying an idempotent request the replica dropped unanswered
             self.retried = True
             if again and self.rt is not None and self.pool is not None:
-                failed = self.pool.endpoint.id
+                failed = self.pool.ep_id
                 self._release_pool()
                 self._use_pool(
                     conn.state.pick(self.rt, now, avoid=failed if len(self.rt.pools) > 1 else None)

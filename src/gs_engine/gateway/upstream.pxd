@@ -27,6 +27,7 @@ cdef class UpstreamConnection:
 @cython.final
 cdef class EndpointPool:
     cdef public object endpoint
+    cdef public str ep_id
     cdef public Py_ssize_t max_idle
     cdef public object idle
     cdef public set busy

@@ -202,10 +202,11 @@ class UpstreamConnection:
 class EndpointPool:
     """Idle keep-alive connections to one endpoint (most recently used first) and its counters."""
 
-    __slots__ = ("endpoint", "max_idle", "idle", "removed", "counters", "busy")
+    __slots__ = ("endpoint", "ep_id", "max_idle", "idle", "removed", "counters", "busy")
 
     def __init__(self, endpoint: Endpoint, max_idle: int = 64) -> None:
         self.endpoint = endpoint
+        self.ep_id = endpoint.id  # read on every request
         self.max_idle = max_idle
         self.idle: deque[UpstreamConnection] = deque()
         self.busy: set[UpstreamConnection] = set()
