@@ -168,8 +168,8 @@ def response_fields_py(fields: bytes, request_id_header: bytes) -> ResponseField
     """Split a response's "\r\nName: value" lines into the ones passed on and the ones read.
 
     Hop-by-hop lines and the request id line (`request_id_header`, lower-case) are dropped
-    (the gateway rebuilds framing and sets its own id); the rest are kept byte for byte, in order. `_http1c` is the compiled
-    twin of this function; the two are checked against each other.
+    (the gateway rebuilds framing and sets its own id); the rest are kept byte for byte, in
+    order. `_http1c` is the compiled twin of this function; the two are checked against each other.
     """
     # one split: kept text, then (name, value) of each dropped line, kept text, ...
     parts = _dropped_fields(request_id_header).split(fields)
