@@ -5,7 +5,8 @@ Same arguments, same answer (the test suite checks the two against each other); 
 where a C compiler is at hand, otherwise the Python function is used.
 """
 
-from libc.string cimport memchr
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memchr, memcpy
 
 from gs_engine.gateway.http1 import HOP_BY_HOP
 
@@ -78,16 +79,10 @@ def response_fields(bytes fields, bytes request_id_header):
     cdef bint chunked = False
     cdef bytes value
     # every "\r\n" may start a line the gateway drops (as the Python twin's pattern sees it)
-    while p + 1 < n:
-        if s[p] != 13 or s[p + 1] != 10:
-            p += 1
-            continue
+    p = _crlf(s, 0, n)
+    while p < n:
         line = p + 2
-        next_line = line
-        while next_line + 1 < n and not (s[next_line] == 13 and s[next_line + 1] == 10):
-            next_line += 1
-        if next_line + 1 >= n:
-            next_line = n
+        next_line = _crlf(s, line, n)
         found = <const unsigned char*>memchr(s + line, 58, next_line - line)  # ':'
         if found == NULL:
             p = next_line
@@ -109,10 +104,10 @@ def response_fields(bytes fields, bytes request_id_header):
         if kept is None:
             kept = []
         if p > kept_from:
-            kept.append(fields[kept_from:p])
+            kept.append(PyBytes_FromStringAndSize(<const char*>s + kept_from, p - kept_from))
         kept_from = vend
         if kind != DROP:
-            value = fields[vstart:vend]
+            value = PyBytes_FromStringAndSize(<const char*>s + vstart, vend - vstart)
             if kind == CONTENT_LENGTH:
                 content_length = value.strip()
             elif kind == TRANSFER_ENCODING:
@@ -125,9 +120,67 @@ def response_fields(bytes fields, bytes request_id_header):
                         conn_values.append(value)
             else:
                 upgrade = value.strip()
-        p = vend
+        p = _crlf(s, vend, n)
     if kept is None:
         return fields, None, False, None, None
     if kept_from < n:
-        kept.append(fields[kept_from:])
-    return b"".join(kept), content_length, chunked, conn_values, upgrade
+        kept.append(PyBytes_FromStringAndSize(<const char*>s + kept_from, n - kept_from))
+    return join(kept), content_length, chunked, conn_values, upgrade
+
+
+cdef inline Py_ssize_t _crlf(const unsigned char* s, Py_ssize_t at, Py_ssize_t n) noexcept nogil:
+    """Where the next "\\r\\n" starts at or after `at`, or n when there is none."""
+    cdef const unsigned char* cr
+    while at + 1 < n:
+        cr = <const unsigned char*>memchr(s + at, 13, n - at - 1)
+        if cr == NULL:
+            return n
+        at = cr - s
+        if s[at + 1] == 10:
+            return at
+        at += 1
+    return n
+
+
+def join(pieces):
+    """b"".join(pieces) for a list or tuple of bytes, without the buffer protocol per piece."""
+    cdef Py_ssize_t total = 0, size, at = 0
+    cdef object piece
+    cdef bytes out
+    cdef char* dest
+    if type(pieces) is not list and type(pieces) is not tuple:
+        return b"".join(pieces)
+    for piece in pieces:
+        if type(piece) is not bytes:
+            return b"".join(pieces)
+        total += PyBytes_GET_SIZE(piece)
+    out = PyBytes_FromStringAndSize(NULL, total)
+    dest = PyBytes_AS_STRING(out)
+    for piece in pieces:
+        size = PyBytes_GET_SIZE(piece)
+        memcpy(dest + at, PyBytes_AS_STRING(piece), size)
+        at += size
+    return out
+
+
+
+def request_id(bytes prefix, unsigned long long n):
+    """b"%s-%x" % (prefix, n): a request id from the process prefix and a counter."""
+    cdef char digits[16]
+    cdef int count = 0, i
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(prefix)
+    cdef bytes out
+    cdef char* dest
+    while True:
+        digits[count] = b"0123456789abcdef"[n & 15]
+        count += 1
+        n >>= 4
+        if n == 0:
+            break
+    out = PyBytes_FromStringAndSize(NULL, size + 1 + count)
+    dest = PyBytes_AS_STRING(out)
+    memcpy(dest, PyBytes_AS_STRING(prefix), size)
+    dest[size] = 45  # '-'
+    for i in range(count):
+        dest[size + 1 + i] = digits[count - 1 - i]
+    return out

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from itertools import count
-from typing import cast
+from typing import TypeVar, cast
 
 # Hop-by-hop headers (RFC 9110 7.6.1), never forwarded as they are. Framing headers are
 # rebuilt by the gateway; Upgrade passes only on an upgrade.
@@ -114,7 +114,7 @@ class RequestIds:
         self.next = count(1).__next__  # the proxy builds ids inline from these two
 
     def new(self) -> bytes:
-        return b"%s-%x" % (self.prefix, self.next())
+        return request_id(self.prefix, self.next())
 
 
 def connection_tokens(values: list[bytes]) -> set[bytes]:
@@ -155,6 +155,7 @@ def _named_fields(names: Iterable[bytes]) -> re.Pattern[bytes]:
 
 # what `response_fields` finds: the kept lines, Content-Length, whether Transfer-Encoding was
 # sent, Connection values naming more than keep-alive/close/upgrade, and Upgrade
+_F = TypeVar("_F", bound=Callable[..., object])
 ResponseFields = tuple[bytes, bytes | None, bool, list[bytes] | None, bytes | None]
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
 
@@ -194,12 +195,23 @@ def response_fields_py(fields: bytes, request_id_header: bytes) -> ResponseField
     return b"".join(parts[0::3]), content_length, chunked, conn_values, upgrade
 
 
-def _compiled_twin() -> Callable[[bytes, bytes], ResponseFields]:
+def _compiled(name: str, fallback: _F) -> _F:
+    """`_http1c`'s version of a function here, or the Python one where that is not built or used."""
     try:
-        _http1c = importlib.import_module("gs_engine.gateway._http1c")
+        compiled = importlib.import_module("gs_engine.gateway._http1c")
     except ImportError:  # not built, or the Python gateway was asked for (GSE_GATEWAY_PURE)
-        return response_fields_py
-    return cast(Callable[[bytes, bytes], ResponseFields], _http1c.response_fields)
+        return fallback
+    return cast(_F, getattr(compiled, name))
 
 
-response_fields = _compiled_twin()
+def join_bytes_py(pieces: list[bytes] | tuple[bytes, ...]) -> bytes:
+    return b"".join(pieces)
+
+
+def request_id_py(prefix: bytes, n: int) -> bytes:
+    return b"%s-%x" % (prefix, n)
+
+
+response_fields = _compiled("response_fields", response_fields_py)
+request_id = _compiled("request_id", request_id_py)  # "<prefix>-<n in hex>"
+join_bytes = _compiled("join", join_bytes_py)  # b"".join, without the buffer protocol per piece

@@ -94,10 +94,30 @@ cdef class ClientConnection:
     cpdef bint hold_writes(self)
     cpdef flush(self)
     cpdef close(self)
+    @cython.locals(head=Exchange)
     cpdef _advance(self)
     cpdef finish(self, Exchange ex, now=*)
+    @cython.locals(tunnel=Exchange, now=double)
+    cpdef data_received(self, bytes data)
 
 
+@cython.locals(
+    state=ProxyState,
+    method=bytes,
+    rid_header=bytes,
+    fwd=list,
+    special=frozenset,
+    others=list,
+    keep_alive=bint,
+    http11=bint,
+    head_only=bint,
+    expect_continue=bint,
+    ex=Exchange,
+    rt=RouteRuntime,
+    target=bytes,
+    lname=bytes,
+    bad=str,
+)
 cpdef Exchange _build_exchange(ClientConnection conn)
 
 
@@ -142,12 +162,27 @@ cdef class Exchange:
     cdef public bint expect_continue
 
     cpdef set_local(self, int status, str detail, int retry_after=*)
+    @cython.locals(conn=ClientConnection, counters=RouteCounters, rt=RouteRuntime, now=double,
+                   bucket=TokenBucket, budget=RetryBudget, wait=double)
     cpdef start(self)
+    @cython.locals(rt=RouteRuntime, state=ProxyState, balancer=Balancer, outstanding=dict, ids=tuple,
+                   n=Py_ssize_t, first=Py_ssize_t, second=Py_ssize_t, pool=EndpointPool, ep_id=str,
+                   idle=list, up=UpstreamConnection)
     cpdef resume(self, double now)
+    @cython.locals(conn=ClientConnection, state=ProxyState, pool=EndpointPool, outliers=OutlierDetector,
+                   line_end=Py_ssize_t, status_line=bytes, fields=bytes, chunked=bint, framing=bytes)
+    cpdef on_upstream_head(self, int status, bytes head)
+    @cython.locals(mode=int, conn=ClientConnection, wbuf=list)
+    cpdef on_upstream_body(self, data)
+    @cython.locals(conn=ClientConnection, up=UpstreamConnection, up_pool=EndpointPool, pool=EndpointPool,
+                   outstanding=dict, counters=RouteCounters, by_code=dict, now=double, seconds=double,
+                   ep_id=str, left=Py_ssize_t, status=int)
+    cpdef on_upstream_complete(self, bint keep_alive)
     cpdef _use_pool(self, EndpointPool pool)
     cpdef _release_pool(self)
     cpdef _connect(self)
     cpdef bint _may_retry(self, double now)
+    @cython.locals(conn=ClientConnection, parts=list)
     cpdef _attach(self, UpstreamConnection up, now=*)
     cpdef _arm_timer(self, now=*)
     cpdef _cancel_timer(self)

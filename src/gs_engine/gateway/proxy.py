@@ -27,8 +27,10 @@ from gs_engine.gateway.http1 import (
     connection_tokens,
     header_lines_pattern,
     is_chunked_final,
+    join_bytes,
     problem_body,
     problem_response,
+    request_id,
     response_fields,
     sane_request_id,
 )
@@ -42,6 +44,7 @@ IDEMPOTENT: frozenset[bytes] = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b
 LINGER_SECONDS = 2.0  # how long a refused client may keep sending before it is cut off
 REPLAY_LIMIT = 64 * 1024  # request bytes kept to retry a stale keep-alive connection
 PENDING_LIMIT = 256 * 1024  # request bytes buffered before reading from the client pauses
+SMALL_WRITE = 16 * 1024  # a response body this small is copied after its head into one write
 # response timeouts at least this long are checked by the gateway's 1 s sweep instead of a timer
 COARSE_TIMEOUT = 5.0
 
@@ -395,6 +398,8 @@ class ClientConnection:
         if wbuf and not self.closed and self.transport is not None:
             if len(wbuf) == 1:
                 self.transport.write(wbuf[0])
+            elif len(wbuf) == 2 and len(wbuf[1]) <= SMALL_WRITE:
+                self.transport.write(join_bytes(wbuf))  # one write(2), not writev(2) of two
             else:
                 self.transport.writelines(wbuf)
 
@@ -638,7 +643,7 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
 
     if rid is None or not sane_request_id(rid):
         ids = state.ids  # RequestIds.new, inlined
-        rid = b"%s-%x" % (ids.prefix, ids.next())
+        rid = request_id(ids.prefix, ids.next())
     head_only = method == b"HEAD"
     ex = Exchange(conn, None, method, head_only, http11, rid)
     if not keep_alive:
@@ -720,7 +725,7 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
         ex.upgrade = True
         fwd += (b"\r\nconnection: upgrade\r\nupgrade: ", upgrade)
     fwd.append(b"\r\n\r\n")
-    ex.head = b"".join(fwd)
+    ex.head = join_bytes(fwd)
     return ex
 
 
@@ -1174,7 +1179,7 @@ class Exchange:
         self.status = status
         self.response_started = True
         conn.write(
-            b"".join((b"HTTP/1.1", status_line, fields, framing, state.via_rid, self.rid, b"\r\n\r\n"))
+            join_bytes((b"HTTP/1.1", status_line, fields, framing, state.via_rid, self.rid, b"\r\n\r\n"))
         )
 
     def on_upstream_body(self, data: bytes) -> None:

@@ -29,7 +29,7 @@ cdef class EndpointPool:
     cdef public object endpoint
     cdef public str ep_id
     cdef public Py_ssize_t max_idle
-    cdef public object idle
+    cdef public list idle
     cdef public set busy
     cdef public bint removed
     cdef public EndpointCounters counters

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
@@ -208,7 +207,7 @@ class EndpointPool:
         self.endpoint = endpoint
         self.ep_id = endpoint.id  # read on every request
         self.max_idle = max_idle
-        self.idle: deque[UpstreamConnection] = deque()
+        self.idle: list[UpstreamConnection] = []  # oldest first; taken from the end
         self.busy: set[UpstreamConnection] = set()
         self.removed = False
         self.counters = EndpointCounters()
@@ -258,12 +257,20 @@ class EndpointPool:
             pass
 
     def sweep(self, now: float, idle_timeout: float) -> None:
-        while self.idle and now - self.idle[0].idle_since > idle_timeout:
-            self.idle.popleft().close()
+        idle = self.idle
+        stale = 0
+        while stale < len(idle) and now - idle[stale].idle_since > idle_timeout:
+            stale += 1
+        if stale:
+            expired = idle[:stale]
+            del idle[:stale]
+            for conn in expired:
+                conn.close()
 
     def close_idle(self) -> None:
-        while self.idle:
-            self.idle.popleft().close()
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
 
     def close_all(self) -> None:
         self.close_idle()

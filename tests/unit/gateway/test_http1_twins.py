@@ -1,6 +1,7 @@
-"""`response_fields`: which response header lines the gateway drops, and what it reads from them.
+"""http1's functions with compiled twins: `response_fields` (which response header lines the
+gateway drops, and what it reads from them), `join_bytes` and `request_id`.
 
-The compiled twin (`_http1c`) must answer exactly as the Python function for any head.
+Each compiled twin (in `_http1c`) must answer exactly as its Python function for any input.
 """
 
 import pytest
@@ -14,9 +15,10 @@ RID = b"x-request-id"
 NOT_COMPILED = "the compiled gateway modules are not in use in this run"
 
 try:
-    from gs_engine.gateway._http1c import response_fields as response_fields_c
+    from gs_engine.gateway import _http1c
 except ImportError:  # not built here, or GSE_GATEWAY_PURE
-    response_fields_c = None
+    _http1c = None
+response_fields_c = _http1c.response_fields if _http1c is not None else None
 
 
 def test_hop_by_hop_lines_and_the_request_id_are_dropped_and_read() -> None:
@@ -80,3 +82,32 @@ def test_the_compiled_twin_answers_as_the_python_function(fields: bytes) -> None
 def test_the_twins_agree_on_arbitrary_bytes(fields: bytes) -> None:
     assert response_fields_c is not None
     assert response_fields_c(fields, RID) == response_fields_py(fields, RID)
+
+
+@pytest.mark.skipif(_http1c is None, reason=NOT_COMPILED)
+@given(st.lists(st.binary(max_size=40), max_size=12), st.booleans())
+def test_the_compiled_join_is_bytes_join(pieces: list[bytes], as_tuple: bool) -> None:
+    assert _http1c is not None
+    given_pieces = tuple(pieces) if as_tuple else pieces
+    assert _http1c.join(given_pieces) == http1.join_bytes_py(given_pieces)
+
+
+@pytest.mark.skipif(_http1c is None, reason=NOT_COMPILED)
+def test_the_compiled_join_hands_anything_but_bytes_to_bytes_join() -> None:
+    assert _http1c is not None
+    assert _http1c.join([b"a", bytearray(b"b"), memoryview(b"c")]) == b"abc"
+    with pytest.raises(TypeError):
+        _http1c.join([b"a", "b"])
+
+
+@pytest.mark.skipif(_http1c is None, reason=NOT_COMPILED)
+@given(st.binary(min_size=1, max_size=16), st.integers(min_value=0, max_value=2**64 - 1))
+def test_the_compiled_request_id_formats_as_the_python_one(prefix: bytes, n: int) -> None:
+    assert _http1c is not None
+    assert _http1c.request_id(prefix, n) == http1.request_id_py(prefix, n)
+
+
+def test_request_ids_are_the_prefix_a_dash_and_the_counter_in_hex() -> None:
+    ids = http1.RequestIds(b"ab12cd34")
+    assert [ids.new(), ids.new()] == [b"ab12cd34-1", b"ab12cd34-2"]
+    assert http1.request_id(b"p", 255) == b"p-ff"
