@@ -267,6 +267,12 @@ backend be
             self.ports[f"{name}-metrics"] = metrics
         self._spawn(name, argv, port)
 
+    def gse_hot_path(self) -> str:
+        """What the gateway said it runs: "compiled" or "python (why)" (from its start-up line)."""
+        log = (self.dir / "gse.log").read_text(errors="replace")
+        found = re.search(r"hot path ([^)]*\)?)\)", log)
+        return found.group(1) if found else "unknown"
+
     def path(self, name: str) -> str:
         if name.startswith("gse"):
             return f"/ns{BENCH_ROUTE % 7}/svc{BENCH_ROUTE}/"
@@ -481,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         services = Services(Path(tmp), args.workers)
         try:
             services.start_all()
+            hot_path = services.gse_hot_path()
+            print(f"gse gateway hot path: {hot_path}", flush=True)
             targets = ["direct", "haproxy", "nginx", "gse"] + (
                 [f"gse-w{args.workers}"] if args.workers > 1 else []
             )
@@ -515,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "routes": ROUTES,
+        "gse_hot_path": hot_path,
         "summary": summary,
         "targets": verdicts,
         "gateway_metrics_requests_total": scraped,
