@@ -39,11 +39,16 @@ class OptionalBuildExt(build_ext):
             self._give_up(exc)
             raise
 
+    gave_up = False
+
     def _give_up(self, exc: BaseException) -> None:
         for ext in self.extensions:
             path = self.get_ext_fullpath(ext.name)
             if os.path.exists(path):
                 os.remove(path)
+        if self.gave_up:
+            return
+        self.gave_up = True
         print(
             f"gs-engine: the gateway hot path was not compiled ({exc}); the pure-Python gateway is used. "
             "Install a C compiler and the Python headers (apt-get install gcc python3-dev) for the fast one.",
