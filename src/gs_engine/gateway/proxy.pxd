@@ -160,6 +160,8 @@ cdef class Exchange:
     cdef public long long body_left
     cdef public Py_ssize_t attempts
     cdef public bint expect_continue
+    cdef public Py_ssize_t seen_reads
+    cdef public double quiet_since
 
     cpdef set_local(self, int status, str detail, int retry_after=*)
     @cython.locals(conn=ClientConnection, counters=RouteCounters, rt=RouteRuntime, now=double,

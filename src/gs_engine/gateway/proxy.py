@@ -368,6 +368,7 @@ class ClientConnection:
             return
         self.read_paused &= ~why
         if not self.read_paused and self.transport is not None and not self.closed:
+            self.last_active = self.loop.time()  # the client's idle time counts from here
             self.transport.resume_reading()
 
     def add_pending(self, n: int) -> None:
@@ -770,6 +771,8 @@ class Exchange:
         "body_left",
         "attempts",
         "expect_continue",
+        "seen_reads",
+        "quiet_since",
     )
 
     def __init__(
@@ -818,6 +821,8 @@ class Exchange:
         self.body_left = -1  # request body bytes still allowed; -1 = no limit
         self.attempts = 0  # retries spent
         self.expect_continue = False  # the client waits for 100 Continue before its body
+        self.seen_reads = -1  # the upstream's read count at the last sweep that saw it change
+        self.quiet_since = 0.0  # when that sweep ran (loop time)
 
     def expire(self, detail: str) -> None:
         """The activator gave up waiting for a replica: 503, try again later."""
@@ -1032,6 +1037,36 @@ class Exchange:
         """Called by the sweep: answer 504 if the first response byte is overdue."""
         if self.deadline and now >= self.deadline:
             self._timed_out()
+
+    def check_idle(self, now: float) -> None:
+        """Called by the sweep: cut a request body or a response that stalled mid-stream.
+
+        A body that stops arriving for the route's idle timeout is answered 408 (or, once the
+        response has begun, the connection is reset); a response that stops is cut off with
+        the client connection reset, since its head has already gone out. Checked once a
+        second, so a cut may come up to a second late, never early.
+        """
+        rt = self.rt
+        if rt is None or self.response_done or self.mode == _TUNNEL or not self.started:
+            return
+        conn = self.conn
+        limit = rt.idle_timeout
+        # (reading paused by the gateway itself is not the client stalling)
+        if not self.request_done and not conn.read_paused and now - conn.last_active > limit:
+            conn.broken = True
+            self.fail_request(408, f"the request body stalled for more than {limit:g} s")
+            return
+        up = self.up
+        if up is None or not self.response_started:
+            return
+        # a client slow to read pauses the replica's connection: that is not a stall either
+        if up.reads != self.seen_reads or conn.write_paused:
+            self.seen_reads = up.reads
+            self.quiet_since = now
+        elif now - self.quiet_since >= limit:
+            up.pool.busy.discard(up)
+            up.abort()
+            self.on_upstream_lost(TimeoutError(f"the response stalled for more than {limit:g} s"))
 
     def _timed_out(self) -> None:
         self.timer = None

@@ -281,7 +281,7 @@ class Gateway:
 
     # -- housekeeping ---------------------------------------------------------------------------
     async def _sweep_forever(self) -> None:
-        """The gateway's one ticker: load windows each second; head, idle and pool timeouts."""
+        """The gateway's one ticker: load windows each second; head, idle, stall and pool timeouts."""
         loop = asyncio.get_running_loop()
         state = self._state
         step = min(SWEEP_INTERVAL, state.header_timeout / 4)
@@ -300,8 +300,10 @@ class Gateway:
             idle_limit = self._client_idle_timeout
             for client in list(state.clients):
                 queue = client.queue
-                if queue and queue[0].deadline:
-                    queue[0].check_deadline(now)
+                if queue:
+                    if queue[0].deadline:
+                        queue[0].check_deadline(now)
+                    queue[0].check_idle(now)
                 if client.in_head:
                     if now - client.head_started > head_limit:
                         client.head_timed_out()

@@ -15,6 +15,7 @@ cdef class UpstreamConnection:
     cdef public double idle_since
     cdef public bint closed
     cdef public bint got_bytes
+    cdef public Py_ssize_t reads
     cdef public bint tunnel
     cdef public object _head
     cdef public bint _head_only

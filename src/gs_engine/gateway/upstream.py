@@ -59,6 +59,7 @@ class UpstreamConnection:
         "idle_since",
         "closed",
         "got_bytes",
+        "reads",
         "tunnel",
         "_head",
         "_head_only",
@@ -72,6 +73,7 @@ class UpstreamConnection:
         self.idle_since = 0.0
         self.closed = False
         self.got_bytes = False  # any response byte since the current request was sent
+        self.reads = 0  # data_received calls so far: the once-a-second sweep spots a stalled response
         self.tunnel = False
         self._head: bytes | None = b""  # the response head so far (None once it is complete)
         self._head_only = False
@@ -87,6 +89,7 @@ class UpstreamConnection:
             self.close()
             return
         self.got_bytes = True
+        self.reads += 1
         if self.tunnel:
             sink.on_upstream_body(data)
             return

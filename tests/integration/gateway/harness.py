@@ -186,6 +186,14 @@ class Backend:
             return False
         if path.startswith("/slow"):
             await asyncio.sleep(float(q.get("s", "5")))
+        if path.startswith("/stall"):  # a head and part of the body, then nothing
+            w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"s" * 10)
+            await w.drain()
+            try:  # until the gateway gives up on this connection
+                await asyncio.wait_for(self._readers[w].read(), 30)
+            except (TimeoutError, ConnectionError):
+                pass
+            return False
         if path.startswith("/chunked"):
             data = payload(int(q["n"]))
             w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-kind: chunked\r\n\r\n")

@@ -366,9 +366,9 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def test_large_chunked_upload_streams_with_flat_memory(gateway: GatewayRunner, backend: Backend) -> None:
+def test_a_1_gib_chunked_upload_streams_with_flat_memory(gateway: GatewayRunner, backend: Backend) -> None:
     gateway.set_routes([svc([backend])])
-    total = 200 * 1024 * 1024
+    total = 1024 * 1024 * 1024
     block = os.urandom(1024 * 1024)
     before = _rss_bytes()
     peak = before
@@ -385,3 +385,54 @@ def test_large_chunked_upload_streams_with_flat_memory(gateway: GatewayRunner, b
     assert int(body) == total
     growth = max(peak, _rss_bytes()) - before
     assert growth < 48 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB while streaming"
+
+
+# -- stalls mid-stream (the route's idle timeout) ----------------------------------------------------
+def _read_until_closed(s: socket.socket) -> bytes:
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def test_a_response_that_stalls_mid_body_is_cut_after_the_idle_timeout(
+    gateway: GatewayRunner, backend: Backend
+) -> None:
+    gateway.set_routes([svc([backend], idle_timeout=1.0)])
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=15) as s:
+        started = time.monotonic()
+        s.sendall(b"GET /default/digits/stall HTTP/1.1\r\nhost: x\r\n\r\n")
+        got = _read_until_closed(s)
+        waited = time.monotonic() - started
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert status_of(head) == 200
+    assert body == b"s" * 10  # what the replica sent, then the cut: never a made-up end
+    assert waited >= 1.0  # not before the idle timeout
+    assert gateway.call(lambda: gateway.gateway.upstream_errors_total) == 1  # counted as a failed exchange
+
+
+def test_a_request_body_that_stalls_gets_408(gateway: GatewayRunner, backend: Backend) -> None:
+    gateway.set_routes([svc([backend], idle_timeout=1.0)])
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=15) as s:
+        s.sendall(b"POST /default/digits/sink HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789")
+        got = _read_until_closed(s)
+    head = got.split(b"\r\n\r\n", 1)[0]
+    assert status_of(head) == 408
+    assert b"stalled" in got
+
+
+def test_a_client_that_reads_slowly_is_not_taken_for_a_stall(
+    gateway: GatewayRunner, backend: Backend
+) -> None:
+    gateway.set_routes([svc([backend], idle_timeout=1.0)])
+    size = 8 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=15) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET /default/digits/chunked?n=%d HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n" % size)
+        time.sleep(3.0)  # the client reads nothing for three idle timeouts: buffers fill, the gateway waits
+        got = _read_until_closed(s)
+    assert status_of(got.split(b"\r\n\r\n", 1)[0]) == 200
+    assert got.endswith(b"0\r\n\r\n")
