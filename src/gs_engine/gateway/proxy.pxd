@@ -75,6 +75,7 @@ cdef class ClientConnection:
     cdef public object reject
     cdef public int read_paused
     cdef public bint write_paused
+    cdef public double write_resumed
     cdef public Py_ssize_t pending_bytes
     cdef public bint closed
     cdef public bint eof

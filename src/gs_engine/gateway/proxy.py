@@ -224,6 +224,7 @@ class ClientConnection:
         "reject",
         "read_paused",
         "write_paused",
+        "write_resumed",
         "pending_bytes",
         "closed",
         "eof",
@@ -252,6 +253,7 @@ class ClientConnection:
         self.reject: tuple[int, str] | None = None
         self.read_paused = 0
         self.write_paused = False
+        self.write_resumed = 0.0  # when writing last resumed after a pause (loop time)
         self.pending_bytes = 0
         self.closed = False
         self.eof = False
@@ -352,6 +354,7 @@ class ClientConnection:
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_resumed = self.loop.time()
         if self.queue:
             up = self.queue[0].up
             if up is not None and up.transport is not None:
@@ -1063,7 +1066,7 @@ class Exchange:
         if up.reads != self.seen_reads or conn.write_paused:
             self.seen_reads = up.reads
             self.quiet_since = now
-        elif now - self.quiet_since >= limit:
+        elif now - max(self.quiet_since, conn.write_resumed) >= limit:
             up.pool.busy.discard(up)
             up.abort()
             self.on_upstream_lost(TimeoutError(f"the response stalled for more than {limit:g} s"))

@@ -32,7 +32,7 @@ class RouteConfig:
     endpoints: tuple[Endpoint, ...] = ()  # READY replicas only; empty = answer 503
     connect_timeout: float = 2.0
     response_timeout: float = 60.0  # to the first response byte
-    idle_timeout: float = 60.0  # an idle pooled connection, or a response that stalls this long
+    idle_timeout: float = 60.0  # an idle pooled connection, or a body either way that stalls this long
     retries: int = 1  # further attempts on another replica when connecting fails
     retry_idempotent: bool = False  # also retry GET/HEAD/OPTIONS/PUT/DELETE reset before any answer
     retry_budget: float = 0.2  # retries per second at most 3 + this share of the route's requests
