@@ -8,7 +8,7 @@ where a C compiler is at hand, otherwise the Python function is used.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcpy
 
-from gs_engine.gateway.http1 import HOP_BY_HOP
+from gs_engine.gateway.http1 import HOP_BY_HOP, PLAIN_CONNECTION
 
 cdef enum:
     KEEP = 0
@@ -18,7 +18,7 @@ cdef enum:
     CONNECTION = 4
     UPGRADE = 5
 
-cdef frozenset _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+cdef frozenset _PLAIN_CONNECTION = PLAIN_CONNECTION
 cdef dict _KINDS = {
     b"content-length": CONTENT_LENGTH,
     b"transfer-encoding": TRANSFER_ENCODING,

@@ -157,7 +157,8 @@ def _named_fields(names: Iterable[bytes]) -> re.Pattern[bytes]:
 # sent, Connection values naming more than keep-alive/close/upgrade, and Upgrade
 _F = TypeVar("_F", bound=Callable[..., object])
 ResponseFields = tuple[bytes, bytes | None, bool, list[bytes] | None, bytes | None]
-_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+# Connection options that name no header (the others make the headers they name hop-by-hop)
+PLAIN_CONNECTION: frozenset[bytes] = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
 @lru_cache(maxsize=8)
@@ -188,7 +189,7 @@ def response_fields_py(fields: bytes, request_id_header: bytes) -> ResponseField
         elif lname == b"transfer-encoding":
             chunked = True
         elif lname == b"connection":
-            if value.strip().lower() not in _PLAIN_CONNECTION:
+            if value.strip().lower() not in PLAIN_CONNECTION:
                 conn_values = [value] if conn_values is None else [*conn_values, value]
         elif lname == b"upgrade":
             upgrade = value.strip()

@@ -23,6 +23,7 @@ from gs_engine.gateway.activator import Activator
 from gs_engine.gateway.balancer import Balancer
 from gs_engine.gateway.http1 import (
     HOP_BY_HOP,
+    PLAIN_CONNECTION,
     RequestIds,
     connection_tokens,
     header_lines_pattern,
@@ -58,9 +59,6 @@ _RAW = 1  # Content-Length from upstream, bytes copied as they are
 _CHUNK = 2  # re-framed as chunked
 _CLOSE = 3  # close-delimited (HTTP/1.0 client), connection closed at the end
 _TUNNEL = 4  # after 101 Switching Protocols
-
-
-_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
 def _named_fields(names: Iterable[bytes]) -> re.Pattern[bytes]:
@@ -702,7 +700,7 @@ def _build_exchange(conn: ClientConnection) -> Exchange:
         ex.body_left = max_body
 
     if conn_values:
-        tokens = connection_tokens(conn_values) - _PLAIN_CONNECTION
+        tokens = connection_tokens(conn_values) - PLAIN_CONNECTION
         if tokens:  # headers named in Connection are hop-by-hop too: drop them
             kept = fwd[:4]
             for i in range(4, len(fwd), 4):
@@ -1182,7 +1180,7 @@ class Exchange:
                 conn.write(b"".join((b"HTTP/1.1", status_line, fields, b"\r\n\r\n")))
             return
         if conn_values:
-            tokens = connection_tokens(conn_values) - {b"close", b"keep-alive", b"upgrade"}
+            tokens = connection_tokens(conn_values) - PLAIN_CONNECTION
             if tokens:
                 fields = _named_fields(tokens).sub(b"", fields)
         if status == 101 and self.upgrade:
