@@ -20,6 +20,10 @@ cdef class UpstreamConnection:
     cdef public object _head
     cdef public bint _head_only
 
+    @cython.locals(sink=object, client=object, held=bint)
+    cpdef data_received(self, bytes data)
+    @cython.locals(raw=bytes, end=Py_ssize_t, head=bytes, status=int)
+    cpdef on_headers_complete(self)
     cpdef attach(self, sink, bint head_only)
     cpdef close(self)
     cpdef abort(self)
