@@ -6,6 +6,10 @@ Bodies stream both ways through transport writes, with reading paused on the oth
 whenever a write buffer fills. Everything here runs on the event loop and keeps its counts
 in plain ints; nothing on this path logs, allocates a task (except to open a new upstream
 connection) or looks anything up beyond dicts built ahead of time.
+
+Where a C compiler is at hand this module is compiled by Cython, typed by `proxy.pxd`
+(extension types, typed locals for the per-request methods; see `hotpath`): keep the two in
+step when adding an attribute or changing a hot method's locals.
 """
 
 from __future__ import annotations
