@@ -149,13 +149,9 @@ def header_lines_pattern(names: Iterable[bytes]) -> re.Pattern[bytes]:
     return re.compile(rb"\r\n(" + alternatives + rb")[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 
 
-def _named_fields(names: Iterable[bytes]) -> re.Pattern[bytes]:
-    return header_lines_pattern(names)
-
-
+_F = TypeVar("_F", bound=Callable[..., object])
 # what `response_fields` finds: the kept lines, Content-Length, whether Transfer-Encoding was
 # sent, Connection values naming more than keep-alive/close/upgrade, and Upgrade
-_F = TypeVar("_F", bound=Callable[..., object])
 ResponseFields = tuple[bytes, bytes | None, bool, list[bytes] | None, bytes | None]
 # Connection options that name no header (the others make the headers they name hop-by-hop)
 PLAIN_CONNECTION: frozenset[bytes] = frozenset({b"keep-alive", b"close", b"upgrade"})

@@ -92,7 +92,6 @@ cdef class ClientConnection:
     cpdef resume_reading(self, int why)
     cpdef add_pending(self, Py_ssize_t n)
     cpdef write(self, bytes data)
-    cpdef bint hold_writes(self)
     cpdef flush(self)
     cpdef close(self)
     @cython.locals(head=Exchange)

@@ -15,10 +15,9 @@ step when adding an attribute or changing a hot method's locals.
 from __future__ import annotations
 
 import asyncio
-import re
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -63,10 +62,6 @@ _RAW = 1  # Content-Length from upstream, bytes copied as they are
 _CHUNK = 2  # re-framed as chunked
 _CLOSE = 3  # close-delimited (HTTP/1.0 client), connection closed at the end
 _TUNNEL = 4  # after 101 Switching Protocols
-
-
-def _named_fields(names: Iterable[bytes]) -> re.Pattern[bytes]:
-    return header_lines_pattern(names)
 
 
 class _Reject(Exception):
@@ -390,13 +385,6 @@ class ClientConnection:
                 wbuf.append(data)
             else:
                 self.transport.write(data)
-
-    def hold_writes(self) -> bool:
-        """Collect writes until `flush` so a response head and body leave in one system call."""
-        if self.wbuf is not None:
-            return False
-        self.wbuf = []
-        return True
 
     def flush(self) -> None:
         wbuf = self.wbuf
@@ -1186,7 +1174,7 @@ class Exchange:
         if conn_values:
             tokens = connection_tokens(conn_values) - PLAIN_CONNECTION
             if tokens:
-                fields = _named_fields(tokens).sub(b"", fields)
+                fields = header_lines_pattern(tokens).sub(b"", fields)
         if status == 101 and self.upgrade:
             self.mode = _TUNNEL
             framing = b"\r\nconnection: upgrade"

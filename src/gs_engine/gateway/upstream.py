@@ -94,7 +94,8 @@ class UpstreamConnection:
             sink.on_upstream_body(data)
             return
         client = sink.conn
-        held = client.wbuf is None  # hold_writes, inlined: collect writes until flush
+        # collect the client's writes until flush: a response head and body leave in one call
+        held = client.wbuf is None
         if held:
             client.wbuf = []
         if self._head is not None:
@@ -185,9 +186,6 @@ class UpstreamConnection:
         self.got_bytes = False
         self._head = b""
         self._head_only = head_only
-
-    def detach(self) -> None:
-        self.sink = None
 
     def close(self) -> None:
         self.closed = True
