@@ -7,15 +7,28 @@ impossible build is not an error: the package then runs the same modules as Pyth
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+from types import ModuleType
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# the same lists as gs_engine.gateway.hotpath (not imported: the package is not installed yet)
-HOT_PATH = ("stats", "balancer", "limits", "outliers", "routes", "upstream", "proxy")
-COMPILED_ONLY = ("_http1c",)
+
+def _hotpath() -> ModuleType:
+    """gs_engine/gateway/hotpath.py (stdlib only), loaded from its file: the package is not installed yet."""
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "src", "gs_engine", "gateway", "hotpath.py"
+    )
+    spec = importlib.util.spec_from_file_location("_gse_hotpath", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HOTPATH = _hotpath()
 
 
 class OptionalBuildExt(build_ext):
@@ -64,8 +77,8 @@ def extensions() -> list:  # type: ignore[type-arg]
     except ImportError:
         print("gs-engine: Cython is not installed; the pure-Python gateway is used.", file=sys.stderr)
         return []
-    sources = [f"src/gs_engine/gateway/{name}.py" for name in HOT_PATH]
-    sources += [f"src/gs_engine/gateway/{name}.pyx" for name in COMPILED_ONLY]
+    sources = [f"src/gs_engine/gateway/{name}.py" for name in HOTPATH.HOT_PATH]
+    sources += [f"src/gs_engine/gateway/{name}.pyx" for name in HOTPATH.COMPILED_ONLY]
     return cythonize(
         sources,
         build_dir="build/cython",
