@@ -163,7 +163,7 @@ def _dropped_fields(request_id_header: bytes) -> re.Pattern[bytes]:
 
 
 def response_fields_py(fields: bytes, request_id_header: bytes) -> ResponseFields:
-    """Split a response's "\r\nName: value" lines into the ones passed on and the ones read.
+    """Split a response's "\\r\\nName: value" lines into the ones passed on and the ones read.
 
     Hop-by-hop lines and the request id line (`request_id_header`, lower-case) are dropped
     (the gateway rebuilds framing and sets its own id); the rest are kept byte for byte, in
